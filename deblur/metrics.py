@@ -1,0 +1,100 @@
+"""Image-quality metrics for restorations: PSNR, SSIM (scikit-image) and LPIPS when available offline.
+
+Images are ``HxWx3`` float in ``[0, 1]`` (anything :func:`deblur.degrade.as_image` accepts), so
+``data_range=1`` throughout.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from deblur.degrade import as_image
+
+__all__ = ["lpips_or_none", "psnr", "ssim"]
+
+
+def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = as_image(a, name="a"), as_image(b, name="b")
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+    return a, b
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB (``inf`` for identical images).
+
+    Args:
+        a: reference image (the clean face).
+        b: image to score, same shape.
+    """
+    from skimage.metrics import peak_signal_noise_ratio
+
+    a, b = _pair(a, b)
+    if np.array_equal(a, b):
+        return float("inf")
+    return float(peak_signal_noise_ratio(a, b, data_range=1.0))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Structural similarity (scikit-image defaults: 7x7 uniform window, over the colour channels).
+
+    Args:
+        a: reference image (the clean face).
+        b: image to score, same shape; both sides must be at least 7 px.
+    """
+    from skimage.metrics import structural_similarity
+
+    a, b = _pair(a, b)
+    if min(a.shape[:2]) < 7:
+        raise ValueError(f"SSIM needs images of at least 7x7 pixels, got {a.shape[:2]}")
+    return float(structural_similarity(a, b, channel_axis=2, data_range=1.0))
+
+
+def _lpips_backbone_present(net: str) -> bool:
+    """Whether torchvision's pretrained backbone for ``net`` is already in the torch hub cache."""
+    import torch
+
+    names = {"alex": "alexnet-owt-", "vgg": "vgg16-", "squeeze": "squeezenet1_1-"}
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    return checkpoints.is_dir() and any(p.name.startswith(names[net]) for p in checkpoints.iterdir())
+
+
+@functools.lru_cache(maxsize=2)
+def lpips_or_none(net: str = "alex") -> Callable[[np.ndarray, np.ndarray], float] | None:
+    """An LPIPS distance function, or ``None`` when it cannot run offline.
+
+    Needs the ``lpips`` package (with its linear-layer weights) *and* the torchvision backbone weights
+    already in the torch hub cache; nothing is downloaded. On the development machine neither is present,
+    so callers must treat LPIPS as optional.
+
+    Args:
+        net: LPIPS backbone, ``"alex"``, ``"vgg"`` or ``"squeeze"``.
+
+    Returns:
+        ``f(a, b) -> float`` (lower = more similar) or ``None``.
+    """
+    if net not in ("alex", "vgg", "squeeze"):
+        raise ValueError(f"unknown LPIPS backbone {net!r}; choose alex, vgg or squeeze")
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or spec.origin is None:
+        return None
+    linear = Path(spec.origin).parent / "weights" / "v0.1" / f"{net}.pth"
+    if not linear.is_file() or not _lpips_backbone_present(net):
+        return None
+    import lpips
+    import torch
+
+    model = lpips.LPIPS(net=net, verbose=False).eval()
+
+    def distance(a: np.ndarray, b: np.ndarray) -> float:
+        a, b = _pair(a, b)
+        ta, tb = (torch.from_numpy(x).permute(2, 0, 1)[None] * 2.0 - 1.0 for x in (a, b))
+        with torch.inference_mode():
+            return float(model(ta, tb).item())
+
+    return distance
