@@ -1,37 +1,200 @@
 """facedrift: Gradio app entry point (`python app.py`, or Hugging Face Spaces' app_file).
 
-Nothing heavy happens at import: `build_app()` builds the Blocks, `main()` launches them.
+Nothing heavy happens at import: `build_app()` builds the Blocks (one function per tab), `main()` launches
+them. Restorers, the face detector and the embedder load on the first request that needs them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no telemetry
 
 import gradio as gr  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
 
+from deblur import degrade as D  # noqa: E402
 from deblur import playground  # noqa: E402
+
+try:  # ZeroGPU on Hugging Face Spaces: the decorator borrows a GPU per call; a no-op everywhere else
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:  # pragma: no cover - depends on the host
+
+    def gpu(fn):
+        """No-op stand-in for ``spaces.GPU`` when the ``spaces`` package is absent."""
+        return fn
+
+
+class PhotoInput(gr.Image):
+    """``gr.Image`` whose upload errors reach the user as a clear ``gr.Error``.
+
+    Gradio opens the upload's header before our handler runs; a text file renamed ``.png`` would otherwise
+    fail there with a generic "Error". Pixel limits and decoding happen later, in :mod:`deblur.io`.
+    """
+
+    is_template = True  # rendered by the frontend as a plain Image
+
+    def preprocess(self, payload):  # noqa: D102 - same contract as gr.Image.preprocess
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+            name = getattr(payload, "orig_name", None) or "the upload"
+            raise gr.Error(f"'{name}' is not an image we can read (PNG, JPEG, WebP, BMP, TIFF), or it is too "
+                           f"large: {type(exc).__name__}. Upload a regular photo.") from exc
+
+
+CONCURRENCY_LIMIT = 2  # CPU-bound handlers: more parallel requests only slow each other down
+ON_SPACES = bool(os.environ.get("SPACE_ID"))
+
+
+@functools.lru_cache(maxsize=1)
+def reconstruction_slots() -> int:
+    """Number of reconstruction panels, fixed for the life of the process (layout and handler must agree)."""
+    return playground.slot_count()
+
+
+@gpu
+def playground_request(path: str | None, mode: str, source: str, kind: str, strength: float) -> list:
+    """The playground's Run handler: one request, flattened into the tab's output components."""
+    result = playground.run_playground(path, mode, source, kind, strength)
+    return playground.outputs_for_ui(result, reconstruction_slots())
+
+
+def playground_tab() -> None:
+    """Playground: degrade a face (or take an already degraded one) and compare every restorer."""
+    spec = D.STRENGTHS["gaussian"]
+    with gr.Tab("Playground", id="playground"):
+        gr.Markdown(
+            "Degrade a face, then see what each restorer makes of it. Every output is an **AI reconstruction "
+            "that may invent detail, not the real face**. Drag the slider on each result to compare it with "
+            "the degraded input."
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo = PhotoInput(label="Photo", type="filepath", image_mode=None,
+                                 sources=["upload", "webcam", "clipboard"], height=260)
+                gr.Examples([[str(p)] for p in playground.example_photos()], inputs=[photo], label="Example photos")
+            with gr.Column(scale=1):
+                source = gr.Radio([(v, k) for k, v in playground.SOURCES.items()], value="clean", label="Input")
+                mode = gr.Radio([(v, k) for k, v in playground.MODES.items()], value="face", label="What to process")
+                kind = gr.Radio([(v, k) for k, v in playground.DEGRADATION_LABELS.items()], value="gaussian",
+                                label="Degradation")
+                strength = gr.Slider(spec.low, spec.high, value=spec.default, step=spec.step,
+                                     label=f"Strength: {spec.name}, in pixels of the processed image")
+                run = gr.Button("Run", variant="primary")
+        with gr.Row():
+            original = gr.Image(label="Original (processed)", format="png", interactive=False, height=256)
+            degraded = gr.Image(label="Degraded input the restorers see", format="png", interactive=False,
+                                height=256)
+        gr.Markdown(f"### Reconstructions\n*{playground.CAPTION}.* Left: degraded input; right: reconstruction.")
+        sliders = []
+        slots = reconstruction_slots()
+        for row_start in range(0, slots, 4):
+            with gr.Row():
+                for _ in range(row_start, min(row_start + 4, slots)):
+                    sliders.append(gr.ImageSlider(format="png", visible=False, interactive=False, max_height=256,
+                                                  label=playground.CAPTION))
+        table = gr.Dataframe(label="Metrics (PSNR/SSIM vs the original; identity = dlib embedding distance)",
+                             interactive=False, wrap=True)
+        reading = gr.Markdown()
+
+        kind.change(playground.strength_slider, [kind, source], strength, api_name="strength_range")
+        source.change(playground.strength_slider, [kind, source], strength, api_name=False)
+        run.click(playground_request, [photo, mode, source, kind, strength],
+                  [original, degraded, *sliders, table, reading], api_name="playground")
+
+
+ABOUT = """
+## What these models are
+
+They are **detail extrapolators, not deblurrers**. A blurred or pixelated face has lost information; a
+learned model fills the gap with what faces in its training set usually look like. Its output is a function
+of the input *and* of the thousands of faces it was trained on, so it can look sharp and still be someone
+else. The classical baselines (Wiener, Richardson–Lucy, bicubic of the block grid) invent nothing: they are
+*told* the exact blur or block size and invert it, and on lightly degraded faces that works disturbingly
+well.
+
+## Why this matters (after the study *From Fuzzy to Funny*, section V)
+
+- **Privacy and re-identification.** Blurring or pixelating a face is not anonymisation. When the blur is
+  known, it can often be inverted well enough for a face recogniser to match the person, which enables
+  surveillance or stalking of people who believed they were hidden. Never use this app on photos of people
+  who have not agreed to it.
+- **Misleading naming.** Calling these models "deblurring" suggests they reveal the hidden face. They make an
+  educated guess. A reconstruction must never be treated as evidence of who is in a photo — least of all by
+  the police.
+- **Demographic bias.** Training data is skewed (CelebA is about 90% white faces), so the guesses are skewed.
+  PULSE, a face "depixelator", turned a pixelated Barack Obama and a pixelated Michelle Yeoh into white,
+  vaguely masculine faces. The Audit tab measures how unevenly identity drifts across groups.
+
+## Data limits
+
+- The built-in faces are **synthetic**: a DCGAN (gan-face-generate, trained on DigiFace-1M) made them, 64 px
+  native, upscaled to 128 px. They are smooth and of nobody; results on them are weak evidence about real
+  people.
+- Groups in the audit are **predicted** (age and gender by a model, skin tone as ITA° bins that mostly measure
+  lighting), never ground truth. Small groups get wide intervals.
+- Identity distance uses the dlib face embedding. Its usual 0.6 "same person" threshold is calibrated on real
+  photos; on generated faces it is too lenient, so the audit calibrates its own.
+
+## Privacy of this app
+
+Uploads are processed in memory for one request and not kept; outputs are written to per-request temporary
+files only so your browser can display and download them. No analytics are sent.
+
+## Licences and credits
+
+- Example photos: see `examples/SOURCES.md` (NASA astronaut portrait, public domain; generated faces).
+- Face generator: gan-face-generate 1.1.1, MIT licence, © 2023 chien liu.
+- Face detection: MTCNN weights from facenet-pytorch (MIT); OpenCV Haar cascade. Identity: dlib ResNet
+  embedding (face-recognition-models, CC0).
+- facedrift itself: MIT licence.
+"""
+
+CARDS_DIR = Path(__file__).resolve().parent / "weights" / "cards"
+
+
+def model_cards(cards_dir: Path = CARDS_DIR) -> list[tuple[str, str]]:
+    """``(title, markdown)`` of every model card in ``weights/cards/``, sorted by file name."""
+    cards = []
+    for path in sorted(cards_dir.glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        first = next((line.lstrip("# ").strip() for line in text.splitlines() if line.strip()), path.stem)
+        cards.append((first or path.stem, text))
+    return cards
+
+
+def about_tab() -> None:
+    """About: what the models are, the study's ethics points, model cards, data limits, credits."""
+    with gr.Tab("About", id="about"):
+        gr.Markdown(ABOUT)
+        cards = model_cards()
+        gr.Markdown("## Model cards" if cards else "## Model cards\nNo trained model is shipped in this copy.")
+        for title, text in cards:
+            with gr.Accordion(f"Model card: {title}", open=False):
+                gr.Markdown(text)
 
 
 def build_app() -> gr.Blocks:
-    """The facedrift Blocks app."""
-    with gr.Blocks(title="facedrift") as demo:
-        gr.Markdown("# facedrift\nDegrade a face, then see what restorers make of it. "
-                    "Every output is an **AI reconstruction that may invent detail**, not the real face.")
-        with gr.Row():
-            photo = gr.Image(label="Photo", type="filepath", sources=["upload", "webcam", "clipboard"])
-            degraded = gr.Image(label="Degraded", format="png", interactive=False)
-        kind = gr.Radio(list(playground.DEGRADATION_LABELS), value="gaussian", label="Degradation")
-        strength = gr.Slider(0, 8, value=3, step=0.5, label="Strength (px)")
-        run = gr.Button("Degrade", variant="primary")
-        run.click(playground.degrade_upload, [photo, kind, strength], degraded, api_name="degrade")
-        gr.Examples([[str(p)] for p in playground.example_photos()], inputs=[photo])
+    """The facedrift Blocks app: Playground, Audit and About tabs."""
+    with gr.Blocks(title="facedrift", analytics_enabled=False) as demo:
+        gr.Markdown("# facedrift\nFace \u201cdeblurring\u201d models extrapolate; they do not recover a face. "
+                    "See what they invent, and audit how unevenly they do it.")
+        with gr.Tabs():
+            playground_tab()
+            about_tab()
     return demo
 
 
 def main() -> None:
-    build_app().queue(default_concurrency_limit=2).launch()
+    """Launch the app with a bounded queue (CPU-bound handlers)."""
+    build_app().queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=32).launch()
 
 
 if __name__ == "__main__":

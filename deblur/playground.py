@@ -1,17 +1,43 @@
-"""Playground handlers: plain typed functions the Gradio app wires up and tests call directly."""
+"""Playground handlers: plain typed functions the Gradio app wires up and tests call directly.
+
+One request: read the upload safely (:mod:`deblur.io`), cut the face (or shrink the whole image), degrade it
+(or take the user's already-degraded photo as is), run every restorer that :func:`deblur.restore.restorers_for`
+offers for that degradation, and measure each output: PSNR/SSIM against the original and identity distance
+(dlib embedding, L2) to the original and to the degraded input.
+
+Nothing heavy happens at import: restorers and the embedder are built on first use and cached.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import gradio as gr
 import numpy as np
+import pandas as pd
 
 from deblur import degrade as D
+from deblur.faces import FaceCrop, NoFaceError, crop_face, face_crop
 from deblur.io import ImageError, load_image
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 DEGRADATION_LABELS = {"gaussian": "Gaussian blur", "pixelate": "Pixelation", "motion": "Motion blur"}
+MODES = {"face": "Face crop (detected, aligned, 128×128)", "whole": "Whole image (shrunk to ≤ 512 px per side)"}
+SOURCES = {"clean": "A clean photo: degrade it here", "degraded": "My photo is already blurred / pixelated"}
+CROP_SIZE = 128
+WHOLE_MAX_SIDE = 512  # restorers and the embedder stay interactive on CPU at this size
+MAX_SLOTS = 12  # upper bound on reconstruction panels the app lays out; the table always lists every restorer
+WEIGHTS_MANIFEST = Path(__file__).resolve().parent.parent / "weights" / "manifest.json"
+CAPTION = "AI reconstruction — may invent detail; not the real face"
+# dlib's own same-person threshold, calibrated on real photos (LFW). On generated faces it is too lenient
+# (see ASSETS.md), so the app calls it a rough guide, and the audit calibrates its own.
+IDENTITY_THRESHOLD = 0.6
+EMBEDDER = "dlib"
 
 
 def example_photos() -> list[Path]:
@@ -36,3 +62,308 @@ def degrade_upload(path: str | None, kind: str, strength: float) -> np.ndarray:
         return D.quantize(D.degrade(img, kind, strength))
     except ValueError as exc:
         raise gr.Error(str(exc)) from exc
+
+
+def slot_count(manifest: Path = WEIGHTS_MANIFEST) -> int:
+    """Reconstruction panels to lay out: the most restorers (except ``"none"``) any degradation has.
+
+    Reads only the weights manifest and the classical table, so building the app loads no model.
+    """
+    from deblur.classical import classical_restorers
+
+    models = json.loads(manifest.read_text()).get("models", {}) if manifest.is_file() else {}
+    counts = []
+    for kind in D.STRENGTHS:
+        learned = sum(1 for e in models.values() if e.get("degradation") == kind and e.get("offer", True))
+        classical = sum(1 for name in classical_restorers(kind) if name != "none")
+        counts.append(learned + classical)
+    return max(1, min(MAX_SLOTS, max(counts)))
+
+
+def strength_slider(kind: str, source: str = "clean") -> dict:
+    """Slider settings (range, step, default, label) for degradation ``kind``, as a ``gr.update`` dict.
+
+    Args:
+        kind: ``"gaussian"``, ``"pixelate"`` or ``"motion"``.
+        source: ``"clean"`` (we degrade) or ``"degraded"`` (the value is the user's guess).
+    """
+    if kind not in D.STRENGTHS:
+        raise gr.Error(f"Unknown degradation {kind!r}; choose one of {', '.join(D.STRENGTHS)}.")
+    spec = D.STRENGTHS[kind]
+    what = "your guess of the " if source == "degraded" else ""
+    label = f"Strength: {what}{spec.name}, in pixels of the processed image"
+    return gr.update(minimum=spec.low, maximum=spec.high, step=spec.step, value=spec.default, label=label)
+
+
+@functools.lru_cache(maxsize=3)
+def restorers(kind: str) -> dict:
+    """Every restorer for ``kind`` (learned, classical, ``"none"``), built once per process."""
+    from deblur.restore import restorers_for  # imports torch and loads weights: only on first use
+
+    return restorers_for(kind)
+
+
+@functools.lru_cache(maxsize=1)
+def embedder():
+    """The dlib face embedder, built once per process."""
+    from audit.embed import get_embedder
+
+    return get_embedder(EMBEDDER)
+
+
+def _shrink(img: np.ndarray, max_side: int = WHOLE_MAX_SIDE) -> np.ndarray:
+    h, w = img.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return img
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.clip(cv2.resize(img, size, interpolation=cv2.INTER_AREA), 0, 1).astype(np.float32)
+
+
+@dataclass
+class Prepared:
+    """The image a request works on, and how it was cut from the upload.
+
+    Attributes:
+        image: the face crop or the shrunk whole image.
+        where: the detected face (for identity crops in whole-image mode); ``None`` if none was found.
+        note: one sentence for the user on what was done to their photo.
+    """
+
+    image: np.ndarray
+    where: FaceCrop | None
+    note: str
+
+
+def prepare(img: np.ndarray, mode: str) -> Prepared:
+    """Cut the face crop (``mode="face"``) or shrink the whole image (``mode="whole"``).
+
+    Raises:
+        gr.Error: no face found in face-crop mode, or an unknown mode.
+    """
+    if mode == "face":
+        try:
+            crop = face_crop(img, CROP_SIZE)
+        except NoFaceError as exc:
+            raise gr.Error(
+                "No face found in this photo. Try a larger, frontal, well-lit face, or switch to "
+                "'Whole image' mode to process the photo without a face crop."
+            ) from exc
+        scale = float(np.hypot(*crop.matrix[0, :2]))
+        return Prepared(crop.image, crop,
+                        f"Face detected and aligned into a {CROP_SIZE}×{CROP_SIZE} crop (scaled ×{scale:.2f}).")
+    if mode == "whole":
+        small = _shrink(img)
+        try:
+            where = face_crop(small, CROP_SIZE)
+        except NoFaceError:
+            where = None
+        h, w = small.shape[:2]
+        note = f"Whole image used, shrunk to {w}×{h} for speed." if small is not img else f"Whole image used ({w}×{h})."
+        if where is None:
+            note += " No face found, so identity distances are not measured."
+        return Prepared(small, where, note)
+    raise gr.Error(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
+
+
+@dataclass
+class Reconstruction:
+    """One restorer's output.
+
+    Attributes:
+        name: restorer key (``"wiener"``, ``"none"``, a learned model's name…).
+        label: human label.
+        family: ``"learned"``, ``"classical"`` or ``"none"``.
+        told_strength: whether it was given the strength (non-blind).
+        image: the 8-bit-rounded reconstruction, float32 HxWx3.
+        seconds: time the restorer took.
+    """
+
+    name: str
+    label: str
+    family: str
+    told_strength: bool
+    image: np.ndarray
+    seconds: float
+
+
+@dataclass
+class PlaygroundResult:
+    """Everything one playground request shows.
+
+    Attributes:
+        original: the clean processed image, or ``None`` when the user uploaded an already degraded photo.
+        degraded: the degraded image the restorers saw (8-bit).
+        reconstructions: one per restorer, in ``restorers_for`` order.
+        table: per-restorer metrics (see :func:`metrics_table`).
+        reading: plain-words summary (Markdown).
+        note: what was done to the photo.
+    """
+
+    original: np.ndarray | None
+    degraded: np.ndarray
+    reconstructions: list[Reconstruction] = field(default_factory=list)
+    table: pd.DataFrame | None = None
+    reading: str = ""
+    note: str = ""
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Round a float image in ``[0, 1]`` to uint8, the way :func:`deblur.io.encode_png` does."""
+    return (np.clip(img, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _identity_view(img: np.ndarray, prepared: Prepared, mode: str) -> np.ndarray | None:
+    if mode == "face":
+        return img
+    if prepared.where is None:
+        return None
+    return crop_face(img, prepared.where.face, CROP_SIZE).image
+
+
+def _distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    if a is None or b is None:
+        return float("nan")
+    return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+
+
+def _reading(d_orig: float, d_input: float, d_deg_orig: float, has_original: bool) -> str:
+    def same(d: float) -> str:
+        return "same person" if d < IDENTITY_THRESHOLD else "different person"
+
+    if has_original:
+        if np.isnan(d_orig):
+            return "no face found in this output by the identity model"
+        sign = "<" if d_orig < IDENTITY_THRESHOLD else "≥"
+        text = f"{same(d_orig)} as the original to dlib ({d_orig:.2f} {sign} {IDENTITY_THRESHOLD})"
+        if not np.isnan(d_deg_orig):
+            if d_orig < d_deg_orig - 0.02:
+                text += "; closer to the original than the degraded input was"
+            elif d_orig > d_deg_orig + 0.02:
+                text += "; drifted further from the original than the degraded input"
+            else:
+                text += "; about as far from the original as the degraded input"
+        return text
+    if np.isnan(d_input):
+        return "no face found in this output by the identity model"
+    if d_input < IDENTITY_THRESHOLD:
+        return f"still the {same(d_input)} as your input to dlib ({d_input:.2f} < {IDENTITY_THRESHOLD})"
+    return (f"dlib sees a different person than in your input ({d_input:.2f} ≥ {IDENTITY_THRESHOLD}): "
+            "the model changed who this looks like")
+
+
+def metrics_table(result: PlaygroundResult, prepared: Prepared, mode: str) -> pd.DataFrame:
+    """PSNR/SSIM vs the original and identity distances for every reconstruction.
+
+    Identity distance is the L2 distance between dlib face embeddings (0 = identical; dlib calls < 0.6 the
+    same person on real photos). Reference metrics are NaN when there is no original.
+    """
+    from deblur.metrics import psnr, ssim
+
+    emb = embedder()
+
+    def embed(img: np.ndarray) -> np.ndarray | None:
+        view = _identity_view(img, prepared, mode)
+        return None if view is None else emb.embed(view)
+
+    has_original = result.original is not None
+    e_orig = embed(result.original) if has_original else None
+    e_deg = embed(result.degraded)
+    d_deg_orig = _distance(e_deg, e_orig)
+    rows = []
+    for rec in result.reconstructions:
+        e_rec = e_deg if rec.name == "none" else embed(rec.image)
+        d_orig, d_input = _distance(e_rec, e_orig), _distance(e_rec, e_deg)
+        rows.append({
+            "restorer": rec.label,
+            "family": rec.family,
+            "told strength": "yes" if rec.told_strength else "no (blind)",
+            "PSNR (dB)": round(psnr(result.original, rec.image), 2) if has_original else float("nan"),
+            "SSIM": round(ssim(result.original, rec.image), 4) if has_original else float("nan"),
+            "identity dist. to original": round(d_orig, 3),
+            "identity dist. to degraded": round(d_input, 3),
+            "time (ms)": round(rec.seconds * 1000, 1),
+            "reading": _reading(d_orig, d_input, d_deg_orig, has_original),
+        })
+    return pd.DataFrame(rows)
+
+
+def _summary(result: PlaygroundResult) -> str:
+    table = result.table
+    lines = [result.note]
+    if table is None or table.empty:
+        return " ".join(lines)
+    learned = table[table["family"] == "learned"]
+    if result.original is not None:
+        col = "identity dist. to original"
+        if table[col].notna().any():
+            best = table.loc[table[col].idxmin()]
+            lines.append(f"Closest to the original's identity: **{best['restorer']}** (distance {best[col]:.2f}).")
+        drifted = learned[learned[col] >= IDENTITY_THRESHOLD]
+        if len(drifted):
+            lines.append(f"{len(drifted)} learned model(s) produced a face dlib would call a different person.")
+        lines.append("Restorers told the strength (non-blind) have an advantage the blind models do not.")
+    else:
+        lines.append("No original is known, so there is no PSNR/SSIM: only how far each output moved from your input.")
+    lines.append(f"Identity distance: dlib embeddings, L2; below {IDENTITY_THRESHOLD} usually means the same person "
+                 "on real photos — a rough guide, not a verdict.")
+    return "\n\n".join(lines)
+
+
+def run_playground(path: str | None, mode: str, source: str, kind: str, strength: float) -> PlaygroundResult:
+    """One playground request, end to end.
+
+    Args:
+        path: uploaded photo file.
+        mode: ``"face"`` (detect + align a 128×128 crop) or ``"whole"`` (whole image, long side ≤ 512).
+        source: ``"clean"`` (degrade it here, reference metrics available) or ``"degraded"`` (the upload is
+            already blurred/pixelated; ``strength`` is the user's guess, given to non-blind restorers).
+        kind: ``"gaussian"``, ``"pixelate"`` or ``"motion"``.
+        strength: σ / block size / kernel length in pixels of the processed image.
+
+    Raises:
+        gr.Error: bad upload, no face in face-crop mode, invalid degradation or strength.
+    """
+    if source not in SOURCES:
+        raise gr.Error(f"Unknown source {source!r}; choose one of {', '.join(SOURCES)}.")
+    if kind not in D.STRENGTHS:
+        raise gr.Error(f"Unknown degradation {kind!r}; choose one of {', '.join(D.STRENGTHS)}.")
+    try:
+        strength = D._check_strength(kind, strength)
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from exc
+    prepared = prepare(read_upload(path), mode)
+    if source == "clean":
+        original = prepared.image
+        degraded = D.quantize(D.degrade(original, kind, strength))
+    else:
+        original, degraded = None, D.quantize(prepared.image)
+    result = PlaygroundResult(original, degraded, note=prepared.note)
+    for name, restorer in restorers(kind).items():
+        start = time.perf_counter()
+        out = restorer.restore(degraded, strength if restorer.uses_strength else None)
+        result.reconstructions.append(Reconstruction(
+            name, restorer.label, restorer.family, bool(restorer.uses_strength), D.quantize(out),
+            time.perf_counter() - start))
+    result.table = metrics_table(result, prepared, mode)
+    result.reading = _summary(result)
+    return result
+
+
+def outputs_for_ui(result: PlaygroundResult, slots: int) -> list:
+    """Flatten a result into the app's output components: original, degraded, ``slots`` sliders, table, reading."""
+    degraded8 = to_uint8(result.degraded)
+    shown = [rec for rec in result.reconstructions if rec.name != "none"]  # "none" is the degraded image itself
+    sliders = []
+    for i in range(slots):
+        if i < len(shown):
+            rec = shown[i]
+            sliders.append(gr.update(value=(degraded8, to_uint8(rec.image)), visible=True,
+                                     label=f"{rec.label}: {CAPTION}"))
+        else:
+            sliders.append(gr.update(value=None, visible=False))
+    reading = result.reading
+    if len(shown) > slots:
+        reading += f"\n\nOnly the first {slots} reconstructions are shown as images; the table lists all."
+    original = None if result.original is None else to_uint8(result.original)
+    return [original, degraded8, *sliders, result.table, reading]
