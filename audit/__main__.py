@@ -1,0 +1,140 @@
+"""Command line: ``python -m audit`` — the same :func:`audit.engine.run_audit` the app's audit tab calls.
+
+Examples::
+
+    python -m audit                                     # built-in generated faces, test split, defaults
+    python -m audit --data photos/ --labels photos/labels.csv --models wiener none \\
+        --degradations gaussian motion --strengths gaussian=2,4,6 motion=9,15 --out results/my_audit
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from audit.engine import DEFAULT_DEGRADATIONS, AuditConfig, run_audit
+from audit.groups import PREDICTED_ATTRIBUTES
+
+__all__ = ["build_parser", "main", "parse_strengths"]
+
+
+def parse_strengths(degradations: Sequence[str], tokens: Sequence[str] | None) -> dict[str, tuple[float, ...]]:
+    """Strengths per degradation from CLI tokens.
+
+    ``kind=a,b,c`` sets one kind's strengths; bare numbers apply to every kind without its own list. Kinds
+    with neither get their defaults (:data:`audit.engine.DEFAULT_DEGRADATIONS`).
+
+    Raises:
+        ValueError: for a malformed token or a kind that is not among ``degradations``.
+    """
+    per_kind: dict[str, tuple[float, ...]] = {}
+    shared: list[float] = []
+    for token in tokens or ():
+        try:
+            if "=" in token:
+                kind, values = token.split("=", 1)
+                if kind not in degradations:
+                    raise ValueError(f"--strengths names {kind!r}, which is not in --degradations {list(degradations)}")
+                per_kind[kind] = tuple(float(v) for v in values.split(",") if v.strip())
+            else:
+                shared += [float(v) for v in token.split(",") if v.strip()]
+        except ValueError as exc:
+            if "--strengths names" in str(exc):
+                raise
+            raise ValueError(f"cannot read --strengths token {token!r}: use numbers (2 4 6) or kind=2,4,6") from exc
+    out = {}
+    for kind in degradations:
+        if kind in per_kind:
+            out[kind] = per_kind[kind]
+        elif shared:
+            out[kind] = tuple(shared)
+        elif kind in DEFAULT_DEGRADATIONS:
+            out[kind] = DEFAULT_DEGRADATIONS[kind]
+        else:
+            raise ValueError(f"unknown degradation {kind!r}; choose from {sorted(DEFAULT_DEGRADATIONS)}")
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m audit`` argument parser."""
+    p = argparse.ArgumentParser(prog="python -m audit", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default="builtin", help="'builtin' (generated faces, test split) or a data folder")
+    p.add_argument("--labels", help="labels CSV (folder format: a 'path' column relative to --data + group columns)")
+    p.add_argument("--format", choices=("folder", "celeba", "fairface", "utkface"),
+                   help="data format (detected if omitted)")
+    p.add_argument("--models", nargs="+", help="restorer names (default: every one available per degradation)")
+    p.add_argument("--degradations", nargs="+", default=list(DEFAULT_DEGRADATIONS), help="degradation kinds")
+    p.add_argument("--strengths", nargs="+",
+                   help="strengths in px of the 128-px crop: '2 4 6' or 'gaussian=2,4 motion=9'")
+    p.add_argument("--embedder", default="dlib", help="face embedder: dlib or facenet (needs its VGGFace2 weights)")
+    p.add_argument("--out", default="results/audit", help="output folder")
+    p.add_argument("--n", type=int, default=200, help="at most this many images")
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="seed for bootstrap/permutation tests")
+    p.add_argument("--min-group-n", type=int, default=30, help="flag groups smaller than this")
+    p.add_argument("--fmr", type=float, default=0.01, help="false-match rate at which the threshold is calibrated")
+    p.add_argument("--predict", nargs="*", default=list(PREDICTED_ATTRIBUTES),
+                   help=f"predicted attributes ({', '.join(PREDICTED_ATTRIBUTES)}); pass none to use labels only")
+    p.add_argument("--crop", default="auto", choices=("auto", "whole", "detect"),
+                   help="auto: square images <=256 px are aligned crops, others get face detection")
+    p.add_argument("--reference", nargs="*", default=[], help="reference groups as attribute=group")
+    p.add_argument("--plotlyjs", default="inline", choices=("inline", "cdn"),
+                   help="embed plotly.js in figures.html (works offline) or load it from a CDN")
+    p.add_argument("--no-contact-sheets", action="store_true", help="skip the skin-tone-bin contact sheets")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (2 for bad arguments)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        predict = [] if args.predict in ([], ["none"]) else list(args.predict)
+        reference = {}
+        for token in args.reference:
+            if "=" not in token:
+                raise ValueError(f"--reference wants attribute=group, got {token!r}")
+            attr, group = token.split("=", 1)
+            reference[attr] = group
+        config = AuditConfig(data=args.data, labels=args.labels, format=args.format, models=args.models,
+                             degradations=parse_strengths(args.degradations, args.strengths), embedder=args.embedder,
+                             out=args.out, n=args.n, n_boot=args.boot, seed=args.seed, min_group_n=args.min_group_n,
+                             fmr=args.fmr, predict=predict, crop=args.crop, reference=reference,
+                             contact_sheets=not args.no_contact_sheets, plotlyjs=args.plotlyjs)
+        config.validate()
+    except ValueError as exc:
+        parser.error(str(exc))  # exits with status 2 and the message
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = tqdm(total=total, desc={"clean": "clean faces", "audit": "audit"}.get(stage, stage),
+                               unit="img", file=sys.stderr)
+        bars[stage].n = done
+        bars[stage].refresh()
+
+    try:
+        result = run_audit(config, progress)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for bar in bars.values():
+            bar.close()
+    thr = result.threshold
+    print(f"audited {result.n_images} images ({result.n_no_face_clean} without a face in the clean image, "
+          f"{len(result.skipped)} skipped) in {result.seconds:.0f} s")
+    if thr is not None:
+        print(f"match threshold: L2 <= {thr.distance:.3f} (FMR {thr.fmr_observed:.3%} on {thr.n_impostor_pairs} "
+              f"impostor pairs; target {thr.fmr_target:g})")
+    for path in result.files:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

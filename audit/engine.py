@@ -1,0 +1,494 @@
+"""The audit engine: a pure per-image step and the driver that runs it over a data set.
+
+Two passes:
+
+1. *Clean pass* (:func:`prepare_face`): load each image, crop the face, embed it, and form its groups
+   (dataset labels and/or predictions). The clean embeddings become the **gallery** used for the match
+   threshold (calibrated on impostor pairs at a fixed false-match rate) and for rank-1 re-identification.
+2. *Per-image pass* (:func:`audit_image`): for every degradation × strength × restorer, degrade, restore,
+   embed and measure. :func:`audit_image` is a pure function of its arguments (no globals, no files),
+   so a distributed engine can map it over images: see ``docs/AUDIT.md`` for a Ray sketch.
+
+:func:`run_audit` ties both passes together, appends each image's rows to ``per_image.csv`` as soon as
+they are computed (a crash or Ctrl-C keeps every finished image), then writes the group report.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from audit.embed import Embedder, centred_cosine, get_embedder, l2_distance
+from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
+from audit.metrics import Threshold, calibrate_threshold
+from deblur.degrade import DEGRADATIONS, as_image, degrade, quantize
+from deblur.faces import haar_has_face
+
+__all__ = ["AuditConfig", "AuditResult", "CleanFace", "Gallery", "ROW_FIELDS", "audit_image", "prepare_face",
+           "resolve_restorers", "run_audit"]
+
+CROP_SIZE = 128
+DEFAULT_DEGRADATIONS: dict[str, tuple[float, ...]] = {"gaussian": (2, 4, 6), "pixelate": (4, 8), "motion": (9, 15)}
+
+# Columns of per_image.csv, in order; group columns are appended per run.
+ROW_FIELDS = (
+    "image_id", "model", "model_family", "uses_strength", "degradation", "strength", "embedder", "status",
+    "dist_restored_clean", "dist_degraded_clean", "dist_restored_degraded", "drift",
+    "sim_restored_clean", "sim_degraded_clean", "threshold", "match_restored", "match_degraded",
+    "rank1_restored", "rank1_degraded", "face_detected_restored", "psnr_restored", "ssim_restored",
+    "psnr_degraded", "ssim_degraded", "ita_clean", "ita_restored", "delta_ita", "lightness_clean",
+    "delta_lightness", "seconds",
+)
+
+
+def _psnr_ssim():
+    """PSNR/SSIM from :mod:`deblur.metrics` (the project's definitions), scikit-image until it exists."""
+    try:
+        from deblur.metrics import psnr, ssim
+
+        return psnr, ssim
+    except ImportError:  # the metrics module is being written in parallel; same definitions as skimage's
+        from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+        return (lambda a, b: float(peak_signal_noise_ratio(a, b, data_range=1.0)),
+                lambda a, b: float(structural_similarity(a, b, channel_axis=2, data_range=1.0)))
+
+
+@dataclass
+class Gallery:
+    """Clean embeddings of every audited face: the reference for matching and re-identification.
+
+    Attributes:
+        ids: image id of each row of ``embeddings``.
+        embeddings: ``N x D`` clean embeddings (faces whose clean image had no face are not in it).
+        centre: mean embedding, subtracted before cosine similarity.
+        threshold: match threshold on L2 distance (``None`` until calibrated; needs ≥ 2 faces).
+    """
+
+    ids: list[str]
+    embeddings: np.ndarray
+    centre: np.ndarray
+    threshold: Threshold | None = None
+
+    @classmethod
+    def build(cls, ids: Sequence[str], embeddings: Sequence[np.ndarray], fmr: float = 0.01, seed: int = 0) -> Gallery:
+        """Gallery with its threshold calibrated at false-match rate ``fmr`` (if there are ≥ 2 faces)."""
+        if len(ids) != len(embeddings):
+            raise ValueError(f"{len(ids)} ids for {len(embeddings)} embeddings")
+        if not len(ids):
+            raise ValueError("no clean face could be embedded: the gallery is empty; check the data and crop mode")
+        e = np.stack([np.asarray(x, float) for x in embeddings])
+        threshold = calibrate_threshold(e, fmr, seed) if len(ids) >= 2 else None
+        return cls(list(ids), e, e.mean(axis=0), threshold)
+
+    def rank1(self, embedding: np.ndarray | None, own_id: str) -> bool:
+        """Whether the nearest clean face to ``embedding`` is its own original (re-identified)."""
+        if embedding is None:
+            return False
+        d = np.linalg.norm(self.embeddings - np.asarray(embedding, float), axis=1)
+        return self.ids[int(np.argmin(d))] == own_id
+
+    def matches(self, distance: float) -> bool:
+        """Match decision at the calibrated threshold (NaN distance: no match)."""
+        if self.threshold is None:
+            raise ValueError("the gallery has no threshold: calibration needs at least 2 clean faces")
+        return bool(np.isfinite(distance) and distance <= self.threshold.distance)
+
+
+@dataclass
+class CleanFace:
+    """One clean face after the first pass.
+
+    Attributes:
+        image_id: id of the image.
+        image: ``128x128x3`` face crop (or ``None`` if no face was found).
+        embedding: clean embedding (``None``: no face; its rows get status ``no_face_clean``).
+        landmarks: five dlib landmarks of the crop, if known (for the skin region).
+        groups: group column → group value (labels and predictions).
+        info: supporting values (predicted age, ITA, skin L*, why skin was unusable...).
+    """
+
+    image_id: str
+    image: np.ndarray | None
+    embedding: np.ndarray | None
+    landmarks: np.ndarray | None
+    groups: dict[str, str]
+    info: dict = field(default_factory=dict)
+
+
+def to_crop(img: np.ndarray, crop: str = "auto", size: int = CROP_SIZE) -> np.ndarray | None:
+    """Face crop of a photo: ``"whole"`` (already an aligned crop), ``"detect"`` (MTCNN), ``"auto"``.
+
+    ``"auto"`` treats square images up to 256 px as aligned crops and detects faces in anything else.
+
+    Returns:
+        ``size x size x 3`` float32 crop, or ``None`` when no face is detected.
+    """
+    if crop not in ("auto", "whole", "detect"):
+        raise ValueError(f"crop must be 'auto', 'whole' or 'detect', got {crop!r}")
+    img = as_image(img)
+    h, w = img.shape[:2]
+    if crop == "whole" or (crop == "auto" and h == w and h <= 256):
+        if (h, w) == (size, size):
+            return img
+        return np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_CUBIC),
+                       0, 1).astype(np.float32)
+    from deblur.faces import NoFaceError, face_crop
+
+    try:
+        return face_crop(img, size).image
+    except NoFaceError:
+        return None
+
+
+def prepare_face(img: np.ndarray | None, image_id: str, embedder: Embedder, *, labels: Mapping[str, str] | None = None,
+                 predict: Sequence[str] = PREDICTED_ATTRIBUTES, crop: str = "auto",
+                 require_detection: bool = True) -> CleanFace:
+    """First pass for one image: crop, check there is a face, embed, and form its groups.
+
+    Args:
+        img: the photo or face crop (``None``: unreadable, treated as no face).
+        image_id: its id.
+        embedder: face embedder.
+        labels: ground-truth group columns of this image (already strings).
+        predict: predicted attributes to add (see :data:`audit.groups.PREDICTED_ATTRIBUTES`).
+        crop: see :func:`to_crop`.
+        require_detection: the clean crop must pass OpenCV's frontal-face Haar cascade (the study's filter);
+            whole-crop embedders would otherwise embed a picture without a face.
+    """
+    groups = dict(labels or {})
+    face = to_crop(img, crop) if img is not None else None
+    if face is not None and require_detection and not haar_has_face(face):
+        face = None
+    if face is None:
+        for attr in predict:
+            groups.setdefault(attr, "no_face")
+        return CleanFace(image_id, None, None, None, groups, {"reason": "no face in the clean image"})
+    embedding = embedder.embed(face)
+    landmarks = embedder.landmarks(face) if hasattr(embedder, "landmarks") else None
+    info: dict = {}
+    if predict:
+        predicted = predict_groups(face, landmarks, predict)
+        for attr in predict:
+            groups[attr] = str(predicted.pop(attr))
+        info.update(predicted)
+    if embedding is None:
+        info["reason"] = "the embedder found no face in the clean crop"
+    return CleanFace(image_id, face, embedding, landmarks, groups, info)
+
+
+def _restorer_meta(restorer) -> dict:
+    return {"model": restorer.name, "model_family": getattr(restorer, "family", ""),
+            "uses_strength": bool(getattr(restorer, "uses_strength", False))}
+
+
+def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object]],
+                degradations: Mapping[str, Sequence[float]], embedder: Embedder, gallery: Gallery,
+                skin_pixels: np.ndarray | None = None) -> list[dict]:
+    """All measurements of one clean face: one row per degradation × strength × restorer.
+
+    Pure: depends only on its arguments and writes nothing, so it can be mapped over images by any engine.
+
+    Args:
+        clean: the face from :func:`prepare_face` (its ``groups`` are copied into every row).
+        restorers: degradation kind → {restorer name → restorer} (the ``Restorer`` protocol of
+            ``docs/CONTRACTS.md``); restorers that do not handle a kind are simply absent for it.
+        degradations: degradation kind → strengths (pixels of the crop).
+        embedder: the embedder that made the gallery.
+        gallery: clean gallery (threshold, centre, rank-1).
+        skin_pixels: pixels for ITA (default: measured on the clean crop with its landmarks).
+
+    Returns:
+        Rows (dicts with :data:`ROW_FIELDS` plus the group columns). ``status`` is ``ok``,
+        ``no_face_clean``, ``no_face_restored`` or ``error:<message>``; no case is dropped.
+    """
+    base = {"image_id": clean.image_id, "embedder": embedder.name,
+            "threshold": gallery.threshold.distance if gallery.threshold else math.nan, **clean.groups}
+    rows: list[dict] = []
+    if clean.embedding is None or clean.image is None:
+        for kind, strengths in degradations.items():
+            for strength in strengths:
+                for restorer in restorers.get(kind, {}).values():
+                    rows.append({**base, **_restorer_meta(restorer), "degradation": kind, "strength": float(strength),
+                                 "status": "no_face_clean"})
+        return rows
+    psnr, ssim = _psnr_ssim()
+    centre = gallery.centre
+    tone = skin_tone(clean.image, clean.landmarks, pixels=skin_pixels)
+    for kind, strengths in degradations.items():
+        for strength in strengths:
+            degraded = quantize(degrade(clean.image, kind, strength))
+            emb_deg = embedder.embed(degraded)
+            d_deg = l2_distance(emb_deg, clean.embedding) if emb_deg is not None else math.nan
+            deg_fields = {
+                "dist_degraded_clean": d_deg,
+                "sim_degraded_clean": centred_cosine(emb_deg, clean.embedding, centre) if emb_deg is not None
+                else math.nan,
+                "match_degraded": gallery.matches(d_deg) if gallery.threshold else None,
+                "rank1_degraded": gallery.rank1(emb_deg, clean.image_id),
+                "psnr_degraded": psnr(degraded, clean.image), "ssim_degraded": ssim(degraded, clean.image),
+            }
+            for restorer in restorers.get(kind, {}).values():
+                row = {**base, **_restorer_meta(restorer), "degradation": kind, "strength": float(strength),
+                       **deg_fields}
+                start = time.perf_counter()
+                try:
+                    given = float(strength) if row["uses_strength"] else None
+                    restored = as_image(restorer.restore(degraded, given), name=f"output of {restorer.name}")
+                    if restored.shape != clean.image.shape:
+                        raise ValueError(f"{restorer.name} returned shape {restored.shape}, "
+                                         f"expected {clean.image.shape}")
+                    same = np.array_equal(restored, degraded)  # "none": reuse the degraded embedding
+                    emb = emb_deg if same else embedder.embed(restored)
+                    row.update(_restored_fields(restored, emb, emb_deg, clean, gallery, tone, psnr, ssim))
+                except Exception as exc:  # noqa: BLE001 - one failing restorer must not stop the audit
+                    row["status"] = f"error:{type(exc).__name__}: {exc}"[:300]
+                row["seconds"] = time.perf_counter() - start
+                rows.append(row)
+    return rows
+
+
+def _restored_fields(restored, emb, emb_deg, clean: CleanFace, gallery: Gallery, tone, psnr, ssim) -> dict:
+    out = {"psnr_restored": psnr(restored, clean.image), "ssim_restored": ssim(restored, clean.image),
+           "face_detected_restored": haar_has_face(restored)}
+    restored_tone = skin_tone(restored, pixels=tone.pixels) if tone.n_pixels else None
+    if restored_tone is not None and np.isfinite(tone.ita):
+        out.update({"ita_clean": tone.ita, "ita_restored": restored_tone.ita,
+                    "delta_ita": restored_tone.ita - tone.ita, "lightness_clean": tone.lightness,
+                    "delta_lightness": restored_tone.lightness - tone.lightness})
+    if emb is None:
+        out.update({"status": "no_face_restored", "match_restored": False if gallery.threshold else None,
+                    "rank1_restored": False})
+        return out
+    d = l2_distance(emb, clean.embedding)
+    out.update({
+        "status": "ok", "dist_restored_clean": d,
+        "sim_restored_clean": centred_cosine(emb, clean.embedding, gallery.centre),
+        "dist_restored_degraded": l2_distance(emb, emb_deg) if emb_deg is not None else math.nan,
+        "drift": d - l2_distance(emb_deg, clean.embedding) if emb_deg is not None else math.nan,
+        "match_restored": gallery.matches(d) if gallery.threshold else None,
+        "rank1_restored": gallery.rank1(emb, clean.image_id),
+    })
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Driver
+
+
+@dataclass
+class AuditConfig:
+    """Everything one audit run needs; the CLI and the app build one of these.
+
+    Attributes:
+        data: ``"builtin"`` (generated faces, test split) or a data folder.
+        labels: labels CSV (``folder`` format: ``path`` + group columns).
+        format: ``folder``, ``celeba``, ``fairface`` or ``utkface`` (detected when ``None``).
+        models: restorer names; ``None`` = every restorer available for each degradation.
+        degradations: kind → strengths in pixels of the 128-px crop.
+        embedder: embedder name (see :data:`audit.embed.EMBEDDERS`).
+        out: output folder.
+        n: at most this many images (first ``n`` in data order).
+        n_boot: bootstrap resamples.
+        seed: seed for bootstrap, permutation tests and calibration sampling.
+        min_group_n: groups smaller than this are flagged.
+        fmr: false-match rate at which the match threshold is calibrated.
+        predict: predicted attributes to add (empty: labels only).
+        crop: ``auto``, ``whole`` or ``detect`` (see :func:`to_crop`).
+        reference: attribute → reference group (default: the largest group).
+        contact_sheets: write contact sheets of the predicted skin-tone bins.
+        plotlyjs: ``"inline"`` (figures.html works offline) or ``"cdn"`` (small file, needs internet to view).
+    """
+
+    data: str = "builtin"
+    labels: str | None = None
+    format: str | None = None
+    models: Sequence[str] | None = None
+    degradations: Mapping[str, Sequence[float]] = field(default_factory=lambda: dict(DEFAULT_DEGRADATIONS))
+    embedder: str = "dlib"
+    out: str = "results/audit"
+    n: int = 200
+    n_boot: int = 1000
+    seed: int = 0
+    min_group_n: int = 30
+    fmr: float = 0.01
+    predict: Sequence[str] = PREDICTED_ATTRIBUTES
+    crop: str = "auto"
+    reference: Mapping[str, str] = field(default_factory=dict)
+    contact_sheets: bool = True
+    plotlyjs: str = "inline"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with a helpful message for a bad setting."""
+        for kind, strengths in self.degradations.items():
+            if kind not in DEGRADATIONS:
+                raise ValueError(f"unknown degradation {kind!r}; choose from {sorted(DEGRADATIONS)}")
+            for s in strengths:
+                degrade(np.zeros((8, 8, 3), np.float32), kind, s)  # raises with the valid range
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.n_boot < 1:
+            raise ValueError(f"n_boot must be >= 1, got {self.n_boot}")
+        if not 0 < self.fmr < 1:
+            raise ValueError(f"fmr must be in (0, 1), got {self.fmr}")
+
+
+@dataclass
+class AuditResult:
+    """Where an audit wrote its outputs, and its headline numbers."""
+
+    out: Path
+    per_image_csv: Path
+    groups_csv: Path | None
+    threshold: Threshold | None
+    n_images: int
+    n_no_face_clean: int
+    skipped: list[dict]
+    files: list[Path]
+    seconds: float
+    group_table: object = None  # pandas DataFrame of the group report
+
+
+def resolve_restorers(models: Sequence[str] | None, kinds: Sequence[str]) -> dict[str, dict[str, object]]:
+    """Restorers per degradation kind, from :func:`deblur.restore.restorers_for` (classical + ``none`` fallback).
+
+    Raises:
+        ValueError: if a requested model name is not available for any of ``kinds`` (lists the known ones).
+    """
+    try:
+        from deblur.restore import restorers_for
+    except ImportError:  # learned restorers need torch and deblur.restore; classical ones are enough to audit
+        from deblur.classical import classical_restorers as restorers_for
+    available = {kind: restorers_for(kind) for kind in kinds}
+    known = sorted({name for found in available.values() for name in found})
+    if models is None:
+        return available
+    unknown = [m for m in models if m not in known]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown} for degradations {list(kinds)}; known: {known}")
+    return {kind: {m: found[m] for m in models if m in found} for kind, found in available.items()}
+
+
+def _items(config: AuditConfig):
+    """Yield ``(image_id, image or None, labels, skip_reason)`` and return metadata about the source."""
+    if config.data == "builtin":
+        from deblur.data import builtin_faces
+
+        faces = builtin_faces(n=4000, seed=0).subset("test")
+        meta = {"source": "builtin generated faces, test split", "group_columns": [],
+                "notes": [faces.meta.get("source")], "skipped": []}
+
+        def gen():
+            for i in range(min(config.n, len(faces))):
+                yield faces.ids[i], faces.image(i), {}, None
+        return meta, gen(), min(config.n, len(faces))
+    from deblur.io import ImageError
+    from deblur.loaders import iter_images, load_dataset
+
+    faces = load_dataset(config.data, labels=config.labels, fmt=config.format)
+    skipped = [{"id": str(r.get("id")), "path": str(r.get("path")), "reason": str(r.get("reason"))}
+               for r in faces.skipped.to_dict("records")]
+    meta = {"source": faces.source, "group_columns": list(faces.group_columns), "notes": list(faces.notes),
+            "skipped": skipped, "label_source": faces.label_source}
+    total = min(config.n, len(faces))
+
+    def gen():
+        for k, (row, image) in enumerate(iter_images(faces)):
+            if k >= total:
+                return
+            labels = {c: str(row[c]) for c in faces.group_columns}
+            if isinstance(image, ImageError):
+                yield str(row["id"]), None, labels, f"unreadable image: {image}"
+            else:
+                yield str(row["id"]), image, labels, None
+    return meta, gen(), total
+
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def run_audit(config: AuditConfig, progress: ProgressFn | None = None) -> AuditResult:
+    """Run a full audit: clean pass, calibration, per-image pass (rows appended as they finish), report.
+
+    Args:
+        config: the run's settings.
+        progress: called as ``progress(stage, done, total)`` with stage ``"clean"`` or ``"audit"`` (drive a
+            tqdm bar or ``gr.Progress`` with it).
+
+    Returns:
+        An :class:`AuditResult` (paths, threshold, counts).
+    """
+    from audit import report
+
+    config.validate()
+    start = time.perf_counter()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    restorers = resolve_restorers(config.models, list(config.degradations))
+    embedder = get_embedder(config.embedder)
+    meta, items, total = _items(config)
+    progress = progress or (lambda stage, done, total: None)
+
+    cleans: list[CleanFace] = []
+    skipped = list(meta["skipped"])
+    for k, (image_id, image, labels, reason) in enumerate(items):
+        if reason is not None:
+            skipped.append({"id": image_id, "path": "", "reason": reason})
+        else:
+            cleans.append(prepare_face(image, image_id, embedder, labels=labels, predict=config.predict,
+                                       crop=config.crop))
+        progress("clean", k + 1, total)
+    with_face = [c for c in cleans if c.embedding is not None]
+    gallery = Gallery.build([c.image_id for c in with_face], [c.embedding for c in with_face], config.fmr, config.seed)
+
+    group_columns = list(meta["group_columns"]) + list(config.predict)
+    fields = list(ROW_FIELDS) + [c for c in group_columns if c not in ROW_FIELDS]
+    per_image = out / "per_image.csv"
+    with per_image.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        fh.flush()
+        for k, clean in enumerate(cleans):
+            try:
+                rows = audit_image(clean, restorers=restorers, degradations=config.degradations, embedder=embedder,
+                                   gallery=gallery)
+            except Exception as exc:  # noqa: BLE001 - count and go on; the traceback goes in the row
+                rows = [{"image_id": clean.image_id, "embedder": embedder.name, **clean.groups,
+                         "status": f"error:{type(exc).__name__}: {exc}"[:300]}]
+                traceback.print_exc()
+            writer.writerows(rows)
+            fh.flush()  # rows of finished images are on disk even if a later image crashes the run
+            progress("audit", k + 1, len(cleans))
+
+    faces_csv = out / "faces.csv"
+    with faces_csv.open("w", newline="") as fh:
+        info_keys = sorted({key for c in cleans for key in c.info})
+        writer = csv.DictWriter(fh, fieldnames=["image_id", "has_face", *group_columns, *info_keys],
+                                extrasaction="ignore")
+        writer.writeheader()
+        for c in cleans:
+            writer.writerow({"image_id": c.image_id, "has_face": c.embedding is not None, **c.groups, **c.info})
+    if skipped:
+        with (out / "skipped.csv").open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["id", "path", "reason"], extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(skipped)
+
+    run_info = {"config": {k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
+                           for k, v in asdict(config).items()},
+                "embedder": embedder.name, "threshold": asdict(gallery.threshold) if gallery.threshold else None,
+                "n_images": len(cleans), "n_no_face_clean": len(cleans) - len(with_face), "n_skipped": len(skipped),
+                "source": meta["source"], "notes": meta["notes"],
+                "label_source": {c: ("label" if c in meta["group_columns"] else "prediction") for c in group_columns}}
+    files = report.write_report(out, per_image, run_info, config, cleans=cleans)
+    result = AuditResult(out, per_image, out / "groups.csv", gallery.threshold, len(cleans),
+                         len(cleans) - len(with_face), skipped, files, time.perf_counter() - start)
+    return result

@@ -1,0 +1,261 @@
+"""Per-group statistics with honest uncertainty, in the spirit of Fairlearn's ``MetricFrame``.
+
+- Means and medians get seeded percentile-bootstrap confidence intervals.
+- Rates (failure at the match threshold, rank-1 re-identification) get **Wilson** intervals: a bootstrap
+  interval collapses to zero width at 0 % or 100 %, which small groups hit often.
+- Every group is compared with a reference group (default: the largest) by ratio and difference.
+- A difference is only called significant after a Holm (or Bonferroni) correction over all the comparisons
+  in a report; groups under a minimum size are flagged, never hidden.
+- The match threshold is calibrated on the impostor distribution (distances between clean images of
+  *different* faces) at a fixed false-match rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["GroupStats", "Threshold", "adjust_pvalues", "bootstrap_ci", "calibrate_threshold", "group_metrics",
+           "impostor_distances", "permutation_pvalue", "proportion_pvalue", "wilson_interval"]
+
+_BOOT_CHUNK = 4_000_000  # resampled values held in memory at once
+
+
+def bootstrap_ci(values: Sequence[float], stat: str = "mean", n_boot: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean or median.
+
+    Args:
+        values: the sample (NaNs are dropped).
+        stat: ``"mean"`` or ``"median"``.
+        n_boot: bootstrap resamples.
+        seed: seed of the resampling generator (same seed, same interval).
+        level: coverage, e.g. 0.95.
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` for an empty sample.
+    """
+    if stat not in ("mean", "median"):
+        raise ValueError(f"stat must be 'mean' or 'median', got {stat!r}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    fn = np.mean if stat == "mean" else np.median
+    chunk = max(1, _BOOT_CHUNK // x.size)
+    boots = np.concatenate([fn(x[rng.integers(0, x.size, (min(chunk, n_boot - i), x.size))], axis=1)
+                            for i in range(0, n_boot, chunk)])
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``k / n`` (nonzero width even at 0 % and 100 %).
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` when ``n == 0``.
+    """
+    if n < 0 or k < 0 or k > n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return float("nan"), float("nan")
+    z = stats.norm.ppf(1 - (1 - level) / 2)
+    p = k / n
+    denom = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def proportion_pvalue(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided Fisher exact test that two proportions are equal (exact, fine for small groups)."""
+    if min(n1, n2) == 0:
+        return float("nan")
+    return float(stats.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]]).pvalue)
+
+
+def permutation_pvalue(a: Sequence[float], b: Sequence[float], n_perm: int = 1000, seed: int = 0) -> float:
+    """Two-sided permutation test of equal means (``(count + 1) / (n_perm + 1)``, never exactly 0)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if a.size == 0 or b.size == 0:
+        return float("nan")
+    pooled = np.concatenate([a, b])
+    observed = abs(a.mean() - b.mean())
+    rng = np.random.default_rng(seed)
+    count = 0
+    for _ in range(n_perm):
+        perm = rng.permutation(pooled)
+        count += abs(perm[:a.size].mean() - perm[a.size:].mean()) >= observed - 1e-12
+    return (count + 1) / (n_perm + 1)
+
+
+def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> np.ndarray:
+    """Family-wise error control: Holm step-down or Bonferroni adjusted p-values (NaNs pass through)."""
+    if method not in ("holm", "bonferroni"):
+        raise ValueError(f"method must be 'holm' or 'bonferroni', got {method!r}")
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    m = valid.size
+    if m == 0:
+        return out
+    if method == "bonferroni":
+        out[valid] = np.minimum(1.0, p[valid] * m)
+        return out
+    order = valid[np.argsort(p[valid], kind="stable")]
+    running = 0.0
+    for rank, idx in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[idx]))
+        out[idx] = running
+    return out
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """Statistics of one group (see :func:`group_metrics`)."""
+
+    group: str
+    n: int
+    n_valid: int
+    mean: float
+    mean_lo: float
+    mean_hi: float
+    median: float
+    median_lo: float
+    median_hi: float
+    failures: int
+    fail_rate: float
+    fail_lo: float
+    fail_hi: float
+    small: bool
+    is_reference: bool
+    mean_ratio: float
+    mean_diff: float
+    fail_ratio: float
+    fail_diff: float
+    p_mean: float
+    p_fail: float
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b not in (0, 0.0) and not np.isnan(b) else float("nan")
+
+
+def group_metrics(values: Sequence[float], failures: Sequence[bool], groups: Sequence[str], *,
+                  reference: str | None = None, min_n: int = 30, n_boot: int = 1000, seed: int = 0,
+                  level: float = 0.95, n_perm: int | None = None) -> list[GroupStats]:
+    """MetricFrame-style per-group summary of one metric and one failure indicator.
+
+    Args:
+        values: per-item metric (e.g. similarity restored→clean); NaN where it could not be measured.
+        failures: per-item failure flag (e.g. no match at the threshold, or no face found).
+        groups: per-item group name.
+        reference: group to compare against; default the largest group (ties: alphabetical first).
+        min_n: groups with fewer items are flagged ``small``.
+        n_boot: bootstrap resamples for the mean/median intervals.
+        seed: seed for bootstrap and permutation tests.
+        level: confidence level.
+        n_perm: permutations for the mean test (default ``n_boot``).
+
+    Returns:
+        One :class:`GroupStats` per group, sorted by name. ``p_mean`` / ``p_fail`` are *unadjusted*
+        p-values against the reference (NaN for the reference itself); adjust them with
+        :func:`adjust_pvalues` over the whole report before calling anything significant.
+    """
+    v = np.asarray(values, dtype=float)
+    f = np.asarray(failures, dtype=bool)
+    g = np.asarray([str(x) for x in groups])
+    if not (v.shape == f.shape == g.shape):
+        raise ValueError(f"values, failures and groups must have equal length, got {v.size}, {f.size}, {g.size}")
+    names, counts = np.unique(g, return_counts=True)
+    if names.size == 0:
+        return []
+    if reference is None:
+        reference = str(names[np.lexsort((names, -counts))[0]])
+    elif reference not in names:
+        raise ValueError(f"reference group {reference!r} is not among the groups {names.tolist()}")
+    n_perm = n_boot if n_perm is None else n_perm
+    ref_mask = g == reference
+    ref_v, ref_f = v[ref_mask], f[ref_mask]
+    ref_mean = float(np.nanmean(ref_v)) if (~np.isnan(ref_v)).any() else float("nan")
+    ref_rate = float(ref_f.mean())
+    out = []
+    for i, name in enumerate(names):
+        mask = g == name
+        x, fx = v[mask], f[mask]
+        valid = x[~np.isnan(x)]
+        mean = float(valid.mean()) if valid.size else float("nan")
+        median = float(np.median(valid)) if valid.size else float("nan")
+        mlo, mhi = bootstrap_ci(valid, "mean", n_boot, seed + i, level)
+        dlo, dhi = bootstrap_ci(valid, "median", n_boot, seed + i, level)
+        k, n = int(fx.sum()), int(mask.sum())
+        flo, fhi = wilson_interval(k, n, level)
+        rate = k / n
+        is_ref = name == reference
+        out.append(GroupStats(
+            group=str(name), n=n, n_valid=int(valid.size), mean=mean, mean_lo=mlo, mean_hi=mhi, median=median,
+            median_lo=dlo, median_hi=dhi, failures=k, fail_rate=rate, fail_lo=flo, fail_hi=fhi, small=n < min_n,
+            is_reference=bool(is_ref), mean_ratio=_ratio(mean, ref_mean), mean_diff=mean - ref_mean,
+            fail_ratio=_ratio(rate, ref_rate), fail_diff=rate - ref_rate,
+            p_mean=float("nan") if is_ref else permutation_pvalue(valid, ref_v, n_perm, seed + i),
+            p_fail=float("nan") if is_ref else proportion_pvalue(k, n, int(ref_f.sum()), int(ref_f.size)),
+        ))
+    return out
+
+
+def impostor_distances(embeddings: np.ndarray, max_pairs: int = 2_000_000, seed: int = 0) -> np.ndarray:
+    """L2 distances between all pairs of *different* faces (a seeded sample of pairs beyond ``max_pairs``).
+
+    Args:
+        embeddings: ``N x D`` clean embeddings, one per distinct identity.
+    """
+    e = np.asarray(embeddings, dtype=float)
+    n = e.shape[0]
+    if n < 2:
+        raise ValueError(f"need at least 2 faces to calibrate a threshold, got {n}")
+    if n * (n - 1) // 2 <= max_pairs:
+        i, j = np.triu_indices(n, k=1)
+    else:
+        rng = np.random.default_rng(seed)
+        i, j = rng.integers(0, n, max_pairs), rng.integers(0, n, max_pairs)
+        keep = i != j
+        i, j = i[keep], j[keep]
+    return np.linalg.norm(e[i] - e[j], axis=1)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A match threshold on L2 distance, calibrated at a false-match rate.
+
+    Attributes:
+        distance: faces match when their L2 distance is ``<= distance``.
+        fmr_target: the false-match rate asked for.
+        fmr_observed: the fraction of impostor pairs that match at ``distance``.
+        n_impostor_pairs: how many impostor pairs the calibration used.
+        impostor_median: median impostor distance (context for the threshold).
+    """
+
+    distance: float
+    fmr_target: float
+    fmr_observed: float
+    n_impostor_pairs: int
+    impostor_median: float
+
+
+def calibrate_threshold(embeddings: np.ndarray, fmr: float = 0.01, seed: int = 0) -> Threshold:
+    """Distance threshold at which ``fmr`` of clean different-face pairs would (falsely) match."""
+    if not 0 < fmr < 1:
+        raise ValueError(f"fmr must be in (0, 1), got {fmr}")
+    d = impostor_distances(embeddings, seed=seed)
+    t = float(np.quantile(d, fmr, method="lower"))
+    return Threshold(t, fmr, float((d <= t).mean()), int(d.size), float(np.median(d)))
