@@ -235,7 +235,8 @@ def fairface_faces(n_per_group: int = 100, group_by: Sequence[str] = ("race",), 
         cache, download, progress, expected_rows: see :func:`download_fairface`.
 
     Returns:
-        :class:`~deblur.loaders.LabelledFaces` with ``source="fairface-hub"``, the JPEG bytes in ``images``,
+        :class:`~deblur.loaders.LabelledFaces` with ``source="fairface-hub"``, rows interleaved across groups
+        (so any prefix is balanced), the JPEG bytes in ``images``,
         all three label columns, ``meta["small_groups"]`` (groups with fewer usable faces than requested,
         also named in ``notes``) and corrupt image rows in ``skipped``.
 
@@ -277,12 +278,16 @@ def fairface_faces(n_per_group: int = 100, group_by: Sequence[str] = ("race",), 
                 skipped.append({"id": face_id, "path": None, "reason": f"corrupt image: {exc}"})
                 continue
             images[face_id] = data
-            kept.append({"id": face_id, "path": None, **labels.loc[row_index].to_dict(), "row": int(row_index)})
+            kept.append({"id": face_id, "path": None, **labels.loc[row_index].to_dict(), "row": int(row_index),
+                         "_rank": taken})
             taken += 1
         if taken < n_per_group:
             small[" / ".join(key)] = taken
     extra = [c for c in ("age", "gender", "race") if c not in group_by] + ["service_test", "row"]
-    frame = pd.DataFrame(kept, columns=["id", "path", *group_by, *extra])
+    # Interleave the groups (first face of every group, then the second...): a caller that audits only the
+    # first k rows still gets a balanced sample.
+    frame = pd.DataFrame(kept, columns=["id", "path", *group_by, *extra, "_rank"])
+    frame = frame.sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
     notes = [ATTRIBUTION, *FAIRFACE_NOTES[1:],
              f"Stratified sample: up to {n_per_group} faces per {' x '.join(group_by)} group, seed {seed}."]
     if small:

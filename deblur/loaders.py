@@ -515,7 +515,8 @@ def load_dataset(source: str | os.PathLike, root: str | os.PathLike | None = Non
     Args:
         source: a data folder, or a format name from :data:`FORMATS` (then ``root`` is the folder), or
             ``"fairface-hub"`` (download FairFace's validation split from the Hugging Face Hub; ``options``
-            go to :func:`deblur.fairface.fairface_faces`, e.g. ``n_per_group``).
+            go to :func:`deblur.fairface.fairface_faces`, e.g. ``n_per_group``). ``"fairface"`` without a
+            ``root`` means the Hub too, unless a folder of that name exists.
         root: the data folder when ``source`` is a format name.
         labels: a labels CSV (``folder``: ``path`` + groups; ``fairface``: the label CSV).
         fmt: one of :data:`FORMATS`; detected from the files when omitted.
@@ -525,7 +526,7 @@ def load_dataset(source: str | os.PathLike, root: str | os.PathLike | None = Non
         ValueError: for an unknown format (the message lists the known ones).
         deblur.fairface.DatasetUnavailable: for ``"fairface-hub"`` when the Hub cannot be reached.
     """
-    if str(source) == "fairface-hub":
+    if str(source) == "fairface-hub" or (str(source) == "fairface" and root is None and not Path(source).exists()):
         from deblur.fairface import fairface_faces
 
         return fairface_faces(**options)

@@ -221,3 +221,14 @@ def test_hub_download_calls_snapshot_download(tmp_path, monkeypatch):
     assert files == [tmp_path / HUB_NAME] and progress == [0.5]
     assert seen["repo_id"] == "HuggingFaceM4/FairFace" and seen["repo_type"] == "dataset"
     assert seen["allow_patterns"] == "0.25/validation-*.parquet"
+
+
+def test_rows_are_interleaved_across_groups(hub_cache):
+    faces = fairface_faces(3, cache=hub_cache, download=FakeHub(), expected_rows=None)
+    assert sorted(faces.frame["race"].iloc[:7]) == sorted(fairface.RACE_NAMES)
+
+
+def test_cli_name_fairface_means_the_hub(hub_cache, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no folder called "fairface" here
+    faces = load_dataset("fairface", n_per_group=1, cache=hub_cache, download=FakeHub(), expected_rows=None)
+    assert faces.source == "fairface-hub"
