@@ -38,14 +38,15 @@ def cache_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _generator():
+    import gan_face_generate
     import torch
     from gan_face_generate.models import Generator
 
-    import gan_face_generate
-
     weights = Path(gan_face_generate.__file__).with_name("weights.tar")
     if not weights.is_file():
-        raise FileNotFoundError(f"gan-face-generate's weights are missing at {weights}; reinstall gan-face-generate==1.1.1")
+        raise FileNotFoundError(
+            f"gan-face-generate's weights are missing at {weights}; reinstall gan-face-generate==1.1.1"
+        )
     net = Generator(0, 3, 100, 64)
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True)["netG_state_dict"])
     return net.eval()
@@ -116,7 +117,7 @@ def _assign_splits(n: int, seed: int) -> np.ndarray:
     order = np.random.default_rng([seed, 7]).permutation(n)
     bounds = np.cumsum([round(f * n) for f in _SPLIT_FRACTIONS[:-1]])
     split = np.empty(n, dtype="<U5")
-    for name, part in zip(SPLITS, np.split(order, bounds)):
+    for name, part in zip(SPLITS, np.split(order, bounds), strict=False):
         split[part] = name
     return split
 

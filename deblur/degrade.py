@@ -20,8 +20,8 @@ enters through an explicit ``np.random.Generator``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy import ndimage

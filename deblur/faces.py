@@ -123,7 +123,7 @@ def detect_faces(img: np.ndarray, method: str = "mtcnn", min_size: int = 20, dev
         boxes, probs, points = detector.detect(u8, landmarks=True)
         if boxes is not None:
             boxes = np.asarray(boxes, dtype=float)
-            for box, prob, pts in zip(boxes, probs, points):
+            for box, prob, pts in zip(boxes, probs, points, strict=False):
                 faces.append(Face(tuple(float(v) for v in box), float(prob), np.asarray(pts, dtype=float)))
     return sorted(faces, key=lambda f: f.area, reverse=True)
 
@@ -135,8 +135,8 @@ def haar_has_face(img: np.ndarray, min_size: int = 24) -> bool:
 
 def _crop_matrix(face: Face, size: int) -> np.ndarray:
     if face.landmarks is not None:
-        matrix, _ = cv2.estimateAffinePartial2D(face.landmarks.astype(np.float32), (_TEMPLATE * size).astype(np.float32),
-                                                method=cv2.LMEDS)
+        target = (_TEMPLATE * size).astype(np.float32)
+        matrix, _ = cv2.estimateAffinePartial2D(face.landmarks.astype(np.float32), target, method=cv2.LMEDS)
         if matrix is not None:
             return matrix
     x0, y0, x1, y1 = face.box
