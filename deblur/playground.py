@@ -334,7 +334,7 @@ def run_playground(path: str | None, mode: str, source: str, kind: str, strength
         raise gr.Error(str(exc)) from exc
     prepared = prepare(read_upload(path), mode)
     if source == "clean":
-        original = prepared.image
+        original = D.quantize(prepared.image)  # 8-bit, as shown and downloaded: metrics reproduce from the PNGs
         degraded = D.quantize(D.degrade(original, kind, strength))
     else:
         original, degraded = None, D.quantize(prepared.image)

@@ -1,0 +1,135 @@
+"""The app served for real: every API endpoint called through gradio_client with real images."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+from test_playground import FACE, make_bad_uploads
+
+from deblur import degrade as D
+from deblur.io import load_image
+from deblur.metrics import psnr
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """The app on a free port, with its own GRADIO_TEMP_DIR; yields ``(url, demo)``."""
+    old = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
+    import app
+
+    demo = app.build_app()
+    port = free_port()
+    demo.queue(default_concurrency_limit=app.CONCURRENCY_LIMIT).launch(
+        prevent_thread_lock=True, server_port=port, quiet=True, show_error=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", demo
+    finally:
+        demo.close()
+        if old is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = old
+
+
+@pytest.fixture
+def client(server) -> Client:
+    """A fresh client (own session, so component bounds start from the layout's)."""
+    return Client(server[0], verbose=False)
+
+
+def _slots() -> int:
+    import app
+
+    return app.reconstruction_slots()
+
+
+def run_playground(client: Client, path, mode: str, source: str, kind: str, strength: float) -> tuple:
+    """Call /playground as the UI does: choosing the degradation first sets the slider's range for the session."""
+    client.predict(kind, source, api_name="/strength_range")
+    return client.predict(handle_file(str(path)), mode, source, kind, strength, api_name="/playground")
+
+
+def test_api_lists_the_endpoints(client):
+    endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/playground", "/strength_range"} <= endpoints
+
+
+def test_strength_range_endpoint(client):
+    for kind, spec in D.STRENGTHS.items():
+        update = client.predict(kind, "clean", api_name="/strength_range")
+        assert (update["minimum"], update["maximum"], update["step"]) == (spec.low, spec.high, spec.step)
+    # the range applies to the session: motion 15 is out of the Gaussian slider's range, in motion's
+    client.predict("gaussian", "clean", api_name="/strength_range")
+    with pytest.raises(Exception, match="greater than maximum"):
+        client.predict(handle_file(str(FACE)), "face", "clean", "motion", 15, api_name="/playground")
+    out = run_playground(client, FACE, "face", "clean", "motion", 15)
+    assert load_image(out[1]).shape == (128, 128, 3)
+
+
+def test_playground_endpoint_returns_lossless_images_matching_the_table(client):
+    out = client.predict(handle_file(str(FACE)), "face", "clean", "gaussian", 3.0, api_name="/playground")
+    slots = _slots()
+    assert len(out) == 2 + slots + 2
+    original_path, degraded_path, sliders, table, reading = out[0], out[1], out[2:2 + slots], out[-2], out[-1]
+    assert original_path.endswith(".png") and degraded_path.endswith(".png")
+    original, degraded = load_image(original_path), load_image(degraded_path)
+    assert original.shape == degraded.shape == (128, 128, 3)
+    deg_psnr = psnr(original, degraded)
+    assert math.isfinite(deg_psnr) and 20 < deg_psnr < 40
+    rows = {row[0]: dict(zip(table["headers"], row, strict=True)) for row in table["data"]}
+    assert any(r["family"] == "none" for r in rows.values())
+    none = next(r for r in rows.values() if r["family"] == "none")
+    assert none["PSNR (dB)"] == pytest.approx(deg_psnr, abs=0.01)
+    visible = [s for s in sliders if s["visible"]]
+    assert len(visible) == len(rows) - 1  # every restorer but "none"
+    for slider in visible:
+        left, right = slider["value"]
+        assert left.endswith(".png") and right.endswith(".png")
+        assert np.array_equal(load_image(left), degraded)
+        label = slider["label"].split(": AI reconstruction")[0]
+        assert "may invent detail" in slider["label"]
+        # PSNR recomputed from the returned file equals the table's (rounded to 0.01 dB): lossless PNG
+        assert rows[label]["PSNR (dB)"] == pytest.approx(psnr(original, load_image(right)), abs=0.006)
+    assert "Identity distance" in reading
+
+
+def test_playground_endpoint_already_degraded_mode(client, tmp_path):
+    photo = tmp_path / "pixelated.png"
+    Image.fromarray((D.pixelate(load_image(FACE), 4) * 255 + 0.5).astype(np.uint8)).save(photo)
+    out = run_playground(client, photo, "face", "degraded", "pixelate", 4)
+    assert out[0] is None
+    table = out[-2]
+    col = table["headers"].index("PSNR (dB)")
+    assert all(row[col] is None for row in table["data"])  # no original: no reference metrics
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("text", "not an image"), ("huge", "megapixels"), ("noface", "Whole image"),
+])
+def test_bad_uploads_give_clear_errors_and_the_app_keeps_serving(client, tmp_path, name, message):
+    bad = make_bad_uploads(tmp_path)
+    with pytest.raises(Exception, match=message):
+        client.predict(handle_file(str(bad[name])), "face", "clean", "gaussian", 3.0, api_name="/playground")
+    out = client.predict(handle_file(str(FACE)), "face", "clean", "gaussian", 2.0, api_name="/playground")
+    assert load_image(out[1]).shape == (128, 128, 3)
+
+
+@pytest.mark.parametrize("name", ["gray", "rgba", "exif"])
+def test_awkward_uploads_work_through_the_server(client, tmp_path, name):
+    bad = make_bad_uploads(tmp_path)
+    out = run_playground(client, bad[name], "face", "clean", "motion", 9)
+    assert load_image(out[0]).shape == (128, 128, 3)
