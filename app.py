@@ -29,24 +29,29 @@ except ImportError:  # pragma: no cover - depends on the host
         return fn
 
 
-class PhotoInput(gr.Image):
-    """``gr.Image`` whose upload errors reach the user as a clear ``gr.Error``.
+def photo_input(**kwargs) -> gr.Image:
+    """A ``gr.Image`` upload whose unreadable files reach the user as a clear ``gr.Error``.
 
     Gradio opens the upload's header before our handler runs; a text file renamed ``.png`` would otherwise
-    fail there with a generic "Error". Pixel limits and decoding happen later, in :mod:`deblur.io`.
+    fail there with a generic "Error". Pixel limits and decoding happen later, in :mod:`deblur.io`. The
+    instance's ``preprocess`` is wrapped rather than subclassing ``gr.Image``: Gradio writes a ``.pyi`` stub
+    next to the module of every component subclass, and the app must not write into its own folder.
     """
+    image = gr.Image(type="filepath", image_mode=None, **kwargs)
+    preprocess = image.preprocess
 
-    is_template = True  # rendered by the frontend as a plain Image
-
-    def preprocess(self, payload):  # noqa: D102 - same contract as gr.Image.preprocess
+    def guarded(payload):
         try:
-            return super().preprocess(payload)
+            return preprocess(payload)
         except gr.Error:
             raise
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
             name = getattr(payload, "orig_name", None) or "the upload"
             raise gr.Error(f"'{name}' is not an image we can read (PNG, JPEG, WebP, BMP, TIFF), or it is too "
-                           f"large: {type(exc).__name__}. Upload a regular photo.") from exc
+                           f"large ({type(exc).__name__}). Upload a regular photo.") from exc
+
+    image.preprocess = guarded
+    return image
 
 
 CONCURRENCY_LIMIT = 2  # CPU-bound handlers: more parallel requests only slow each other down
@@ -77,8 +82,7 @@ def playground_tab() -> None:
         )
         with gr.Row():
             with gr.Column(scale=1):
-                photo = PhotoInput(label="Photo", type="filepath", image_mode=None,
-                                 sources=["upload", "webcam", "clipboard"], height=260)
+                photo = photo_input(label="Photo", sources=["upload", "webcam", "clipboard"], height=260)
                 gr.Examples([[str(p)] for p in playground.example_photos()], inputs=[photo], label="Example photos")
             with gr.Column(scale=1):
                 source = gr.Radio([(v, k) for k, v in playground.SOURCES.items()], value="clean", label="Input")
