@@ -114,6 +114,59 @@ def playground_tab() -> None:
                   [original, degraded, *sliders, table, reading], api_name="playground")
 
 
+@gpu
+def audit_request(models: list[str], kinds: list[str], strengths: str, n: float, seed: float, embedder: str,
+                  data_zip: str | None, labels_csv: str | None,
+                  progress: gr.Progress = gr.Progress()) -> list:  # noqa: B008 - Gradio injects progress via the default
+    """The audit tab's Run handler: the engine of ``python -m audit``, with live progress."""
+    from audit import app_handlers
+
+    def report(stage: str, done: int, total: int) -> None:
+        progress((done, total), desc=app_handlers.STAGES.get(stage, stage), unit="faces")
+
+    run = app_handlers.run_audit_request(models, kinds, strengths, int(n), int(seed), embedder, data_zip, labels_csv,
+                                         allow_upload=not ON_SPACES, progress=report)
+    return app_handlers.outputs_for_ui(run)
+
+
+def audit_tab() -> None:
+    """Audit: run the identity-drift audit on the built-in faces (or, locally, your own labelled set)."""
+    from audit import app_handlers
+
+    with gr.Tab("Audit", id="audit"):
+        gr.Markdown(
+            "Measure how much each restorer changes **who** a face is, per group of people. Same engine as "
+            "`python -m audit`. The built-in faces are synthetic and their groups are *predicted*; keep the sample "
+            "small here (about 1 s per face and setting on a CPU) and use the command line for full runs."
+        )
+        with gr.Row():
+            with gr.Column():
+                models = gr.CheckboxGroup(app_handlers.model_choices(), label="Restorers (none ticked = all)")
+                kinds = gr.CheckboxGroup([(v, k) for k, v in playground.DEGRADATION_LABELS.items()],
+                                         value=["gaussian"], label="Degradations")
+                strengths = gr.Textbox(value=app_handlers.DEFAULT_STRENGTHS, label="Strengths (px of the 128-px crop)",
+                                       info="kind=a,b per degradation; bare numbers apply to all")
+            with gr.Column():
+                n = gr.Slider(2, 400, value=24, step=1, label="Sample size (faces)")
+                seed = gr.Number(value=0, precision=0, label="Seed")
+                embedder = gr.Dropdown(["dlib", "facenet"], value="dlib", label="Identity embedder",
+                                       info="facenet needs its VGGFace2 weights (not bundled)")
+                with gr.Accordion("Your own data (local runs only)", open=False, visible=not ON_SPACES):
+                    gr.Markdown("A zip of face images plus a labels CSV (`path` relative to the zip, then group "
+                                "columns). Extracted to a temporary folder and deleted after the run.")
+                    data_zip = gr.File(label="Images (.zip)", file_types=[".zip"], type="filepath")
+                    labels_csv = gr.File(label="Labels (.csv)", file_types=[".csv"], type="filepath")
+        run = gr.Button("Run audit", variant="primary")
+        status = gr.Markdown()
+        table = gr.Dataframe(label="Per-group results (groups.csv, main columns)", interactive=False, wrap=True)
+        with gr.Row():
+            download = gr.DownloadButton("Download group report (CSV)", visible=False)
+            files = gr.File(label="All report files", file_count="multiple", interactive=False)
+        plots = [gr.Plot(visible=False) for _ in range(app_handlers.MAX_FIGURES)]
+        run.click(audit_request, [models, kinds, strengths, n, seed, embedder, data_zip, labels_csv],
+                  [status, table, download, files, *plots], api_name="audit")
+
+
 ABOUT = """
 ## What these models are
 
@@ -186,12 +239,13 @@ def about_tab() -> None:
 
 
 def build_app() -> gr.Blocks:
-    """The facedrift Blocks app: Playground, Audit and About tabs."""
+    """The facedrift Blocks app: one function per tab (Playground, Audit, About); add new tabs the same way."""
     with gr.Blocks(title="facedrift", analytics_enabled=False) as demo:
         gr.Markdown("# facedrift\nFace \u201cdeblurring\u201d models extrapolate; they do not recover a face. "
                     "See what they invent, and audit how unevenly they do it.")
         with gr.Tabs():
             playground_tab()
+            audit_tab()
             about_tab()
     return demo
 

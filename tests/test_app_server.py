@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,7 +66,7 @@ def run_playground(client: Client, path, mode: str, source: str, kind: str, stre
 
 def test_api_lists_the_endpoints(client):
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/playground", "/strength_range"} <= endpoints
+    assert endpoints == {"/playground", "/strength_range", "/audit"}
 
 
 def test_strength_range_endpoint(client):
@@ -133,3 +134,21 @@ def test_awkward_uploads_work_through_the_server(client, tmp_path, name):
     bad = make_bad_uploads(tmp_path)
     out = run_playground(client, bad[name], "face", "clean", "motion", 9)
     assert load_image(out[0]).shape == (128, 128, 3)
+
+
+def test_audit_endpoint_runs_the_engine_and_serves_the_csv(client):
+    import pandas as pd
+
+    from audit.app_handlers import MAX_FIGURES
+
+    out = client.predict(["wiener", "none"], ["motion"], "motion=15", 3, 0, "dlib", None, None, api_name="/audit")
+    status, table, download, files, plots = out[0], out[1], out[2], out[3], out[4:]
+    assert "Audited 3 faces" in status
+    assert len(plots) == MAX_FIGURES and any(p is not None for p in plots)
+    assert download["visible"]
+    groups = pd.read_csv(download["value"])
+    assert set(groups["model"]) == {"wiener", "none"} and set(groups["strength"]) == {15.0}
+    assert table["headers"][:3] == ["model", "degradation", "strength"] and len(table["data"]) == len(groups)
+    assert {Path(f).name for f in files} >= {"groups.csv", "per_image.csv"}
+    with pytest.raises(Exception, match="Strengths"):
+        client.predict(["wiener"], ["motion"], "motion=99", 3, 0, "dlib", None, None, api_name="/audit")

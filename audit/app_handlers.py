@@ -1,0 +1,213 @@
+"""Audit-tab handlers: a thin layer over :func:`audit.engine.run_audit`, the engine ``python -m audit`` runs.
+
+The app collects the same settings as the CLI (restorers, degradations, strengths, sample size, seed,
+embedder, data), builds an :class:`audit.engine.AuditConfig`, runs it into a per-request temporary folder and
+hands back the group table, the report's plotly figures and the CSV files. An uploaded data zip is extracted
+into its own temporary folder and deleted when the request ends.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from audit.engine import AuditConfig, run_audit
+from deblur.degrade import STRENGTHS
+
+__all__ = ["AuditRun", "DEFAULT_STRENGTHS", "MAX_FIGURES", "TABLE_COLUMNS", "extract_zip", "model_choices",
+           "outputs_for_ui", "parse_strengths_text", "run_audit_request"]
+
+WEIGHTS_MANIFEST = Path(__file__).resolve().parent.parent / "weights" / "manifest.json"
+DEFAULT_STRENGTHS = "gaussian=2,4,6 pixelate=4,8 motion=9,15"
+MAX_FIGURES = 8  # the report makes 2 per group attribute + 1 (3 predicted attributes → 7)
+MAX_ZIP_FILES = 20_000
+MAX_ZIP_BYTES = 2_000_000_000  # uncompressed: a zip bomb stops here
+STAGES = {"clean": "Cropping and embedding the clean faces", "audit": "Degrading, restoring and measuring"}
+# The columns a person reads first; the downloadable groups.csv has all of them.
+TABLE_COLUMNS = ["model", "degradation", "strength", "attribute", "group", "label_source", "n", "n_evaluated",
+                 "sim_mean", "sim_mean_lo", "sim_mean_hi", "fail_rate", "rank1_restored", "rank1_degraded",
+                 "psnr_mean", "delta_ita_mean", "sim_ratio", "small_group", "significant"]
+
+
+def model_choices(manifest: Path = WEIGHTS_MANIFEST) -> list[str]:
+    """Restorer names the audit can run, without loading any model (manifest + classical table)."""
+    from deblur.classical import classical_restorers
+
+    models = json.loads(manifest.read_text()).get("models", {}) if manifest.is_file() else {}
+    names = [name for name, entry in models.items() if entry.get("offer", True)]
+    for kind in STRENGTHS:
+        names += [name for name in classical_restorers(kind) if name not in names]
+    return names
+
+
+def parse_strengths_text(kinds: Sequence[str], text: str | None) -> dict[str, tuple[float, ...]]:
+    """Strengths per degradation from the tab's text box, with the CLI's own parser.
+
+    ``"gaussian=2,4 motion=9"`` sets per-kind lists, bare numbers apply to every kind; kinds left out get the
+    CLI defaults, lists for kinds not selected are ignored.
+
+    Raises:
+        gr.Error: for malformed text, a kind that is not selected, or a strength out of range.
+    """
+    from audit.__main__ import parse_strengths
+
+    if not kinds:
+        raise gr.Error("Choose at least one degradation.")
+    # per-kind lists for kinds not ticked are ignored, so the default text works with any selection
+    tokens = [t for t in (text or "").split() if "=" not in t or t.split("=", 1)[0] in kinds]
+    try:
+        parsed = parse_strengths(list(kinds), tokens)
+    except ValueError as exc:
+        raise gr.Error(f"Strengths: {exc}") from exc
+    for kind, values in parsed.items():
+        spec = STRENGTHS[kind]
+        bad = [v for v in values if not spec.low <= v <= spec.high]
+        if bad or not values:  # the offered range also bounds the work one request can ask for
+            raise gr.Error(f"Strengths: {kind} takes {spec.name} from {spec.low:g} to {spec.high:g}, got "
+                           f"{', '.join(f'{v:g}' for v in bad) or 'none'}.")
+    return parsed
+
+
+def extract_zip(archive: str | Path, dest: Path, max_files: int = MAX_ZIP_FILES,
+                max_bytes: int = MAX_ZIP_BYTES) -> Path:
+    """Extract a data zip safely into ``dest`` (no paths outside it, bounded size) and return the data root.
+
+    If the zip holds a single top-level folder, that folder is the root.
+
+    Raises:
+        gr.Error: not a zip, too many files, too large uncompressed, or a member escaping ``dest``.
+    """
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise gr.Error("The data upload is not a readable .zip file.") from exc
+    with zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        if len(members) > max_files:
+            raise gr.Error(f"The zip holds {len(members)} files; the app takes at most {max_files}.")
+        if sum(m.file_size for m in members) > max_bytes:
+            raise gr.Error(f"The zip unpacks to more than {max_bytes / 1e9:.0f} GB; use the command line instead.")
+        root = dest.resolve()
+        for m in members:
+            target = (root / m.filename).resolve()
+            if not target.is_relative_to(root):
+                raise gr.Error(f"The zip contains an unsafe path ({m.filename!r}); refusing to extract it.")
+        zf.extractall(root)
+    entries = [p for p in root.iterdir() if not p.name.startswith(("__MACOSX", "."))]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else root
+
+
+@dataclass
+class AuditRun:
+    """What one audit request shows.
+
+    Attributes:
+        status: Markdown summary (data, threshold, counts, caveats).
+        table: the group table (every column of ``groups.csv``).
+        figures: plotly figures from :func:`audit.report.figures`.
+        groups_csv: the group report CSV (for the download button).
+        files: every CSV/JSON/HTML file the run wrote.
+    """
+
+    status: str
+    table: pd.DataFrame
+    figures: list = field(default_factory=list)
+    groups_csv: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+
+def _status(result, config: AuditConfig, table: pd.DataFrame, data_note: str) -> str:
+    thr = result.threshold
+    threshold = (f"match threshold {thr.distance:.3f} (L2), calibrated at a {config.fmr:.0%} false-match rate on "
+                 "this data's impostor pairs" if thr is not None else "no match threshold (fewer than 2 faces)")
+    sources = sorted(set(table.get("label_source", pd.Series(dtype=str)).dropna()) - {"all"})
+    lines = [
+        f"**Audited {result.n_images} faces** ({data_note}) in {result.seconds:.0f} s with the "
+        f"`{config.embedder}` embedder; {threshold}.",
+        f"{result.n_no_face_clean} had no face the embedder could use; {len(result.skipped)} files were skipped.",
+        f"Groups are **{' and '.join(sources) or 'n/a'}**"
+        + (" — predicted by models, not ground truth." if "prediction" in sources else "."),
+    ]
+    if "small_group" in table and table["small_group"].any():
+        lines.append(f"Groups with fewer than {config.min_group_n} faces are flagged `small_group`: their intervals "
+                     "are wide and differences are not evidence. Raise the sample size for real conclusions.")
+    lines.append("`sim_mean`: centred cosine similarity of restored vs clean face (higher = identity kept); "
+                 "`fail_rate`: share no longer matched to the clean face; `sim_ratio`: group vs reference group.")
+    return "\n\n".join(lines)
+
+
+def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], strengths: str | None, n: int, seed: int,
+                      embedder: str = "dlib", data_zip: str | None = None, labels_csv: str | None = None, *,
+                      allow_upload: bool = True, n_boot: int = 500,
+                      progress: Callable[[str, int, int], None] | None = None) -> AuditRun:
+    """Run one audit for the app, exactly as ``python -m audit`` would with these settings.
+
+    Args:
+        models: restorer names (``None`` or empty: every restorer available per degradation).
+        kinds: degradations to audit.
+        strengths: strengths text (see :func:`parse_strengths_text`).
+        n: at most this many faces.
+        seed: seed for bootstrap, permutation tests and calibration sampling.
+        embedder: ``"dlib"`` or ``"facenet"``.
+        data_zip: optional zip of face images (folder format) instead of the built-in set.
+        labels_csv: labels CSV for the zip (``path`` + group columns); a CSV inside the zip is used otherwise.
+        allow_upload: ``False`` on a public Space: uploaded data sets are refused.
+        n_boot: bootstrap resamples.
+        progress: ``progress(stage, done, total)`` callback.
+
+    Raises:
+        gr.Error: for any bad setting or unusable data, with what to change.
+    """
+    degradations = parse_strengths_text(kinds, strengths)
+    if not 1 <= int(n) <= 2000:
+        raise gr.Error("Sample size must be between 1 and 2000 faces.")
+    if data_zip and not allow_upload:
+        raise gr.Error("Uploading a data set is only available when you run the app locally (python app.py).")
+    work = Path(tempfile.mkdtemp(prefix="facedrift-audit-"))  # this request's outputs, served for download
+    upload_dir = Path(tempfile.mkdtemp(prefix="facedrift-upload-")) if data_zip else None
+    try:
+        config = AuditConfig(models=list(models) if models else None, degradations=degradations,
+                             embedder=embedder, out=str(work / "report"), n=int(n), n_boot=n_boot, seed=int(seed),
+                             contact_sheets=False, plotlyjs="cdn")
+        data_note = "built-in generated faces, test split"
+        if upload_dir is not None:
+            root = extract_zip(data_zip, upload_dir)
+            labels = Path(labels_csv) if labels_csv else next(iter(sorted(root.glob("*.csv"))), None)
+            config.data, config.labels = str(root), str(labels) if labels else None
+            data_note = f"your upload, {Path(data_zip).name}"
+        try:
+            result = run_audit(config, progress=progress)
+        except gr.Error:
+            raise
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            raise gr.Error(f"The audit could not run: {exc}") from exc
+    finally:
+        if upload_dir is not None:
+            shutil.rmtree(upload_dir, ignore_errors=True)  # uploaded faces never outlive the request
+    from audit import report
+
+    try:
+        table = pd.read_csv(result.groups_csv)
+    except (FileNotFoundError, pd.errors.EmptyDataError):  # every face failed: the status says how many
+        table = pd.DataFrame()
+    figures = report.figures(table, f" — {config.embedder}") if not table.empty else []
+    files = [p for p in result.files if p.suffix in (".csv", ".json", ".html")]
+    return AuditRun(_status(result, config, table, data_note), table, figures,
+                    result.groups_csv if result.groups_csv and result.groups_csv.is_file() else None, files)
+
+
+def outputs_for_ui(run: AuditRun, slots: int = MAX_FIGURES) -> list:
+    """Flatten a run into the tab's outputs: status, table, download button, files, ``slots`` plots."""
+    shown = run.table[[c for c in TABLE_COLUMNS if c in run.table]].round(3) if not run.table.empty else run.table
+    plots = [gr.update(value=fig, visible=True) for fig in run.figures[:slots]]
+    plots += [gr.update(value=None, visible=False)] * (slots - len(plots))
+    download = gr.update(value=str(run.groups_csv), visible=True) if run.groups_csv else gr.update(visible=False)
+    return [run.status, shown, download, [str(p) for p in run.files], *plots]
