@@ -240,18 +240,26 @@ def about_tab() -> None:
 
 def build_app() -> gr.Blocks:
     """The facedrift Blocks app: one function per tab (Playground, Audit, About); add new tabs the same way."""
+    from audit.safety_handlers import safety_tab
+
     with gr.Blocks(title="facedrift", analytics_enabled=False) as demo:
         gr.Markdown("# facedrift\nFace \u201cdeblurring\u201d models extrapolate; they do not recover a face. "
                     "See what they invent, and audit how unevenly they do it.")
         with gr.Tabs():
             playground_tab()
             audit_tab()
+            safety_tab(photo_input)
             about_tab()
     return demo
 
 
 def main() -> None:
-    """Launch the app with a bounded queue (CPU-bound handlers)."""
+    """Launch the app with a bounded queue (CPU-bound handlers), one share of the cores per request."""
+    import torch
+
+    # Oversubscribed OpenMP threads make small CPU convolutions (MTCNN on a photo) 50x slower; measured in
+    # bench/bench_playground.py. Each of the concurrent requests gets its share of the cores instead.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // CONCURRENCY_LIMIT))
     build_app().queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=32).launch()
 
 
