@@ -445,7 +445,7 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
                degradations: Sequence[str] = KINDS, strengths: Mapping[str, Sequence[float]] | None = None,
                restorers: Mapping[str, Mapping[str, object]] | None = None, margin: float = 0.0,
                own_id: str = "query", thorough: bool = False, seed: int = 0, noise: float = NOISE_SIGMA,
-               fill: str = "mean", progress: ProgressFn | None = None) -> SweepResult:
+               fill: str = "mean", require_face: bool = True, progress: ProgressFn | None = None) -> SweepResult:
     """Sweep obscuring strengths on one face and find, per kind, the strength no restorer undoes.
 
     Args:
@@ -463,6 +463,9 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
         seed: seed of the ``pixelate_noise`` noise.
         noise: noise std of ``pixelate_noise``.
         fill: ``"mean"`` or ``"black"``.
+        require_face: the crop must pass OpenCV's frontal-face Haar cascade, as the audit requires (the dlib
+            embedder on a whole crop embeds anything, faces or not). Pass ``False`` when a detector already
+            found the face (the app's MTCNN crop).
         progress: called as ``progress(fraction, message)``.
 
     Returns:
@@ -476,6 +479,12 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
         raise ValueError(f"margin must be a finite number >= 0, got {margin}")
     grid = _resolve_grid(degradations, strengths)
     clean = quantize(as_image(clean_crop, name="face crop"))
+    if require_face:
+        from deblur.faces import haar_has_face
+
+        if not haar_has_face(clean):
+            raise ValueError("no face found in this crop by the frontal-face detector; pass an aligned frontal face "
+                             "crop (deblur.faces.face_crop) or require_face=False if you know it is one")
     embedder = embedder or get_embedder("dlib")
     embed = _EmbedCache(embedder)
     original = embed(clean)
@@ -690,7 +699,7 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
     per_face, long = [], []
     for k, c in enumerate(with_face):
         res = sweep_face(c.image, gallery=base, embedder=embedder, degradations=list(grid), strengths=grid,
-                         margin=margin, own_id=c.image_id, thorough=thorough, seed=seed)
+                         margin=margin, own_id=c.image_id, thorough=thorough, seed=seed, require_face=False)
         row = {"image_id": c.image_id, **{a: c.groups.get(a, "") for a in group_columns}}
         for kind, rec in res.recommendations.items():
             row[f"safe_{kind}"] = math.nan if rec.strength is None else rec.strength

@@ -1,0 +1,151 @@
+"""The app's "Is this blur safe?" tab: layout and a plain handler over :func:`audit.safety.sweep_face`.
+
+The handler reads the upload with the playground's reader (same errors), cuts the aligned 128-px face crop the
+same way, sweeps every obscuring kind, and returns one plotly figure per kind, the recommendation table, the
+obscured faces (PNG) and metadata-free PNG downloads written into a per-request temporary folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from audit import safety
+
+__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "attacker_gallery", "run_safety", "safety_request", "safety_tab"]
+
+PLOT_KINDS = tuple(k for k in safety.KINDS if k != "fill")  # fill has no strength axis: table + image only
+TABLE_COLUMNS = ["degradation", "recommended", "in your photo (px)", "first safe", "tested up to", "closest restorer",
+                 "explanation"]
+KIND_LABELS = {"gaussian": "Gaussian blur", "pixelate": "Pixelation", "motion": "Motion blur",
+               "fill": "Solid fill (mean colour)", "pixelate_noise": "Pixelation + noise"}
+GALLERY_SIZE = 200
+
+
+@functools.lru_cache(maxsize=1)
+def attacker_gallery():
+    """The built-in gallery the attacker matches against (computed once, cached on disk)."""
+    return safety.builtin_gallery("dlib", GALLERY_SIZE)
+
+
+def _photo_scale(prepared) -> float:
+    """Crop pixels per photo pixel (1 when the upload already was the crop)."""
+    if prepared.where is None:
+        return 1.0
+    return float(np.hypot(*prepared.where.matrix[0, :2]))
+
+
+def run_safety(path: str | None, margin: float = 0.0,
+               progress: Callable[[float, str], None] | None = None) -> tuple[safety.SweepResult, float]:
+    """Read an upload, crop its face and sweep it.
+
+    Returns:
+        The sweep and the crop's scale (crop pixels per photo pixel).
+
+    Raises:
+        gr.Error: no upload, unreadable file, no face, or a bad margin.
+    """
+    from deblur import playground
+
+    img = playground.read_upload(path)
+    prepared = playground.prepare(img, "face")
+    try:
+        result = safety.sweep_face(prepared.image, gallery=attacker_gallery(), embedder=playground.embedder(),
+                                   margin=float(margin), require_face=False, progress=progress)
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from exc
+    return result, _photo_scale(prepared)
+
+
+def recommendation_table(result: safety.SweepResult, scale: float = 1.0) -> pd.DataFrame:
+    """The tab's table: one row per kind, with the strength converted to pixels of the uploaded photo."""
+    rows = []
+    for kind, rec in result.recommendations.items():
+        in_photo = None
+        if rec.strength is not None and kind != "fill":
+            in_photo = round(rec.strength / scale, 1)
+        rows.append({"degradation": kind, "recommended": rec.strength, "in your photo (px)": in_photo,
+                     "first safe": rec.first_safe, "tested up to": rec.tested_max if kind != "fill" else None,
+                     "closest restorer": rec.holdout, "explanation": rec.explanation})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def reading(result: safety.SweepResult) -> str:
+    """Plain-words summary plus the lower-bound warning."""
+    recs = result.recommendations
+    unsafe = [KIND_LABELS[k] for k, r in recs.items() if r.strength is None]
+    safe = [f"{KIND_LABELS[k]} from {r.strength:g} px" for k, r in recs.items()
+            if r.strength is not None and k != "fill"]
+    lines = [f"**Threshold** {result.threshold.distance:.2f} (dlib L2, calibrated at {result.threshold.fmr_target:.0%} "
+             f"false matches on the built-in gallery) + margin {result.margin:.2f}. Sweep: {result.seconds:.1f} s, "
+             f"{result.n_embeddings} embeddings."]
+    if safe:
+        lines.append("Safe against *our* restorers: " + "; ".join(safe) + " (pixels of the 128-px face crop).")
+    if unsafe:
+        lines.append("**No tested strength is safe for: " + ", ".join(unsafe) + ".** A restorer told the kernel "
+                     "brings the identity back across the whole range.")
+    if result.excluded:
+        lines.append(f"Left out for speed: {', '.join(result.excluded)} (run `python -m audit.safety --thorough`).")
+    lines.append(safety.LOWER_BOUND_NOTE)
+    return "\n\n".join(lines)
+
+
+def safety_request(path: str | None, margin: float, progress=gr.Progress()) -> list:  # noqa: B008 - gradio's API
+    """The tab's handler: figures, table, obscured faces, PNG downloads, reading."""
+    result, scale = run_safety(path, margin, progress=lambda f, msg: progress(f, desc=msg))
+    figures = [safety.figure(result, k) for k in PLOT_KINDS]
+    out_dir = Path(tempfile.mkdtemp(prefix="facedrift-safety-"))
+    images, files = [], []
+    for kind, rec in result.recommendations.items():
+        data = result.png(kind)
+        if data is None:
+            continue
+        path_png = out_dir / f"obscured_{kind}_{rec.strength:g}.png"
+        path_png.write_bytes(data)
+        files.append(str(path_png))
+        images.append((str(path_png), f"{KIND_LABELS[kind]} at {rec.strength:g}"))
+    return [*figures, recommendation_table(result, scale), images, files, reading(result)]
+
+
+def safety_tab(photo_factory: Callable[..., gr.Image] | None = None) -> None:
+    """'Is this blur safe?': sweep obscuring strengths on a face against every restorer.
+
+    Args:
+        photo_factory: builds the upload component (the app passes its guarded ``photo_input``).
+    """
+    from deblur import playground
+
+    make_photo = photo_factory or (lambda **kw: gr.Image(type="filepath", **kw))
+    with gr.Tab("Is this blur safe?", id="safety"):
+        gr.Markdown(
+            "How strong must blurring or pixelation be before **none of our restorers** can bring the identity "
+            "back? Each degradation is swept over a range of strengths; every restorer (deconvolution *told the "
+            "true kernel*, our learned models, and no restoration) tries to undo it, and a face matcher (dlib) "
+            "checks whether the result is still this person.\n\n" + safety.LOWER_BOUND_NOTE)
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo = make_photo(label="Photo with one face", sources=["upload", "clipboard"], height=240)
+                gr.Examples([[str(p)] for p in playground.example_photos()], inputs=[photo], label="Examples")
+            with gr.Column(scale=1):
+                margin = gr.Slider(0.0, 0.3, value=0.0, step=0.05,
+                                   label="Safety margin added to the match threshold (L2 distance)")
+                run = gr.Button("Run the sweep (about 10 s)", variant="primary")
+                summary = gr.Markdown()
+        table = gr.Dataframe(label="Recommended strength per degradation (pixels of the 128-px face crop)",
+                             interactive=False, wrap=True)
+        with gr.Row():
+            obscured = gr.Gallery(label="Face obscured at the recommended strength", format="png", columns=4,
+                                  height=200)
+            downloads = gr.File(label="Download (PNG, no metadata)", file_count="multiple")
+        plots = []
+        for start in range(0, len(PLOT_KINDS), 2):
+            with gr.Row():
+                for kind in PLOT_KINDS[start:start + 2]:
+                    plots.append(gr.Plot(label=KIND_LABELS[kind]))
+        run.click(safety_request, [photo, margin], [*plots, table, obscured, downloads, summary], api_name="safety")

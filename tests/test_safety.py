@@ -1,0 +1,286 @@
+"""'Is this blur safe?': known answers of the sweep, the recommendation rule, outputs, and the app endpoint."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import socket
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audit import safety
+from deblur.io import load_image
+
+FACE = Path(__file__).resolve().parent.parent / "examples" / "generated-1.png"  # seed 2024: not in the gallery
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from audit.embed import get_embedder
+
+    return get_embedder("dlib")
+
+
+@pytest.fixture(scope="module")
+def gallery(small_faces, embedder):
+    """24 built-in faces as the attacker's gallery (the real default is 200; same code)."""
+    return safety.gallery_from_faces(small_faces, embedder, n=24)
+
+
+@pytest.fixture(scope="module")
+def face() -> np.ndarray:
+    return load_image(FACE)
+
+
+@pytest.fixture(scope="module")
+def blur_sweep(face, gallery, embedder) -> safety.SweepResult:
+    """Gaussian and pixelation over their whole range, classical restorers + none."""
+    return safety.sweep_face(face, gallery=gallery, embedder=embedder, degradations=["gaussian", "pixelate"],
+                             strengths={"gaussian": (0, 2, 4, 6, 8, 12), "pixelate": (1, 4, 8, 12, 16)})
+
+
+def png_chunks(data: bytes) -> list[str]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, names = 8, []
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        names.append(data[pos + 4:pos + 8].decode("ascii"))
+        pos += 12 + length
+    return names
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Known answers
+
+
+def test_identity_strength_every_restorer_reidentifies(face, gallery, embedder):
+    res = safety.sweep_face(face, gallery=gallery, embedder=embedder, degradations=["gaussian", "pixelate", "motion"],
+                            strengths={"gaussian": [0], "pixelate": [1], "motion": [1]})
+    t = res.table
+    assert set(t["degradation"]) == {"gaussian", "pixelate", "motion"}
+    assert {"wiener", "bicubic", "none"} <= set(t["restorer"])
+    assert t["status"].eq("ok").all()
+    assert t["reidentified"].all() and t["rank1"].all()
+    assert np.allclose(t.loc[t["restorer"] == "none", "distance"], 0.0, atol=1e-9)
+    assert all(rec.strength is None for rec in res.recommendations.values())
+    # identical outputs are embedded once: the original and one identity image per... all the same picture
+    assert res.n_embeddings == 1
+
+
+@pytest.mark.parametrize("colour", ["mean", "black"])
+def test_solid_fill_defeats_every_restorer(face, gallery, embedder, colour):
+    res = safety.sweep_face(face, gallery=gallery, embedder=embedder, degradations=["fill"], fill=colour)
+    t = res.table
+    assert len(t) >= 3 and "none" in set(t["restorer"])
+    assert not t["reidentified"].any()
+    assert not t["rank1"].any()
+    assert res.recommendations["fill"].strength == 1.0
+    assert np.ptp(res.obscured("fill").reshape(-1, 3), axis=0).max() == 0  # one colour
+
+
+def test_pixelation_plus_noise_defeats_every_restorer(face, gallery, embedder):
+    res = safety.sweep_face(face, gallery=gallery, embedder=embedder, degradations=["pixelate_noise"],
+                            strengths={"pixelate_noise": [8]})
+    assert not res.table["reidentified"].any()
+    assert res.recommendations["pixelate_noise"].strength == 8
+
+
+def test_blur_is_undone_where_plain_blur_looks_safe(blur_sweep):
+    """The reason for the tool: the known-kernel restorer keeps identity closer than the blurred image itself."""
+    g = blur_sweep.table[blur_sweep.table["degradation"] == "gaussian"].pivot(index="strength", columns="restorer",
+                                                                             values="distance")
+    assert (g.loc[[2, 4, 6], "wiener"] < g.loc[[2, 4, 6], "none"]).all()
+
+
+def test_recommended_strength_monotone_in_margin(blur_sweep):
+    inf = math.inf
+    found_any = False
+    for kind in ("gaussian", "pixelate"):
+        previous = -inf
+        for margin in np.linspace(0, 0.5, 11):
+            rec = blur_sweep.with_margin(float(margin)).recommendations[kind]
+            value = inf if rec.strength is None else rec.strength
+            found_any |= margin == 0 and rec.strength is not None
+            assert value >= previous, (kind, margin)
+            previous = value
+        assert blur_sweep.with_margin(2.0).recommendations[kind].strength is None  # above every distance
+    assert found_any, "no recommendation at margin 0: the monotonicity check would be vacuous"
+
+
+def test_recommend_rule_known_answer():
+    # strength 2 is safe, 3 is re-identified by rank-1 only, 4 and 5 are safe: recommended 4, first safe 2
+    rows = []
+    for s, (d_a, d_b, r1) in {1: (0.1, 0.2, True), 2: (0.8, 0.9, False), 3: (0.8, 0.9, True),
+                              4: (0.7, 0.8, False), 5: (0.9, 0.9, False)}.items():
+        rows += [{"degradation": "gaussian", "strength": s, "restorer": "a", "distance": d_a, "threshold": 0.5,
+                  "rank1": r1},
+                 {"degradation": "gaussian", "strength": s, "restorer": "b", "distance": d_b, "threshold": 0.5,
+                  "rank1": False}]
+    table = pd.DataFrame(rows)
+    rec = safety.recommend(table)["gaussian"]
+    assert (rec.strength, rec.first_safe, rec.tested_max) == (4, 2, 5)
+    assert "re-identified again" in rec.explanation
+    assert safety.recommend(table, margin=0.25)["gaussian"].strength == 5  # 0.7 <= 0.75 now matches
+    no_face = table.assign(distance=np.nan, rank1=False)  # the embedder finds no face anywhere: nothing matches
+    assert safety.recommend(no_face)["gaussian"].strength == 1
+    none = safety.recommend(table, margin=1.0)["gaussian"]
+    assert none.strength is None and "No tested" in none.explanation
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"degradations": ["swirl"]}, "unknown degradation"),
+    ({"degradations": []}, "no degradation"),
+    ({"degradations": ["gaussian"], "strengths": {"gaussian": []}}, "empty"),
+    ({"degradations": ["gaussian"], "strengths": {"gaussian": [-1]}}, ">= 0"),
+    ({"degradations": ["pixelate"], "strengths": {"pixelate": [2.5]}}, "whole number"),
+    ({"degradations": ["gaussian"], "strengths": {"motion": [9]}}, "not among"),
+    ({"degradations": ["gaussian"], "margin": -0.1}, "margin"),
+])
+def test_bad_inputs_raise(face, gallery, embedder, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        safety.sweep_face(face, gallery=gallery, embedder=embedder, **kwargs)
+
+
+def test_bad_obscuring_inputs(face):
+    with pytest.raises(TypeError, match="Generator"):
+        safety.pixelate_noise(face, 8, rng=0)
+    with pytest.raises(ValueError, match="fill colour"):
+        safety.solid_fill(face, "pink")
+    with pytest.raises(ValueError, match="margin"):
+        safety.recommend(pd.DataFrame(), margin=float("nan"))
+
+
+def test_crop_without_face_raises(gallery, embedder):
+    with pytest.raises(ValueError, match="no face"):
+        safety.sweep_face(np.full((128, 128, 3), 0.5, np.float32), gallery=gallery, embedder=embedder,
+                          degradations=["gaussian"], strengths={"gaussian": [2]})
+
+
+def test_pixelate_noise_is_seeded(face):
+    a = safety.obscure(face, "pixelate_noise", 8, seed=3)
+    assert np.array_equal(a, safety.obscure(face, "pixelate_noise", 8, seed=3))
+    assert not np.array_equal(a, safety.obscure(face, "pixelate_noise", 8, seed=4))
+    assert np.array_equal(a * 255, np.round(a * 255))  # 8-bit, as saved
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outputs
+
+
+def test_png_has_no_metadata_and_matches(blur_sweep):
+    data = blur_sweep.png("pixelate")
+    assert data is not None
+    chunks = png_chunks(data)
+    assert set(chunks) <= {"IHDR", "IDAT", "IEND"}, chunks
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        assert not im.info.get("exif") and not im.getexif()
+        decoded = np.asarray(im.convert("RGB"), np.float32) / 255.0
+    assert np.array_equal(decoded, blur_sweep.obscured("pixelate"))
+
+
+def test_tidy_table_and_figure(blur_sweep):
+    t = blur_sweep.table
+    for col in ("degradation", "strength", "restorer", "distance", "threshold", "margin", "rank1", "reidentified"):
+        assert col in t.columns
+    assert t["threshold"].nunique() == 1 and 0.2 < t["threshold"].iloc[0] < 1.0
+    fig = safety.figure(blur_sweep, "gaussian")
+    names = {tr.name for tr in fig.data}
+    assert names == set(t.loc[t["degradation"] == "gaussian", "restorer"])
+    assert any(getattr(s, "y0", None) == pytest.approx(blur_sweep.threshold.distance) for s in fig.layout.shapes)
+    with pytest.raises(ValueError, match="not swept"):
+        safety.figure(blur_sweep, "motion")
+    summary = blur_sweep.summary()
+    assert list(summary["degradation"]) == ["gaussian", "pixelate"]
+
+
+def test_query_duplicate_in_gallery_is_dropped(gallery, small_faces, embedder):
+    """Uploading a face that is already in the gallery (another id) must not make rank-1 point elsewhere."""
+    emb = gallery.embeddings[0]
+    g = safety.with_query(gallery, emb, "upload")
+    assert gallery.ids[0] not in g.ids and g.ids[-1] == "upload" and len(g.ids) == len(gallery.ids)
+    assert g.rank1(emb, "upload")
+
+
+def test_dataset_mode_per_group(small_faces, gallery, embedder, tmp_path):
+    faces = [(small_faces.ids[i], small_faces.image(i), {"fixture_group": "a" if i % 2 else "b"}) for i in range(4)]
+    ds = safety.sweep_dataset(faces, embedder=embedder, gallery=gallery, degradations=["pixelate"],
+                              strengths={"pixelate": (2, 8, 16)}, n_boot=50)
+    assert len(ds.per_face) == 4 and "safe_pixelate" in ds.per_face
+    assert ds.group_columns["fixture_group"] == "label"
+    assert ds.group_columns["pred_gender"] == "prediction"
+    g = ds.groups
+    assert set(g["attribute"]) >= {"all", "fixture_group", "pred_gender"}
+    all_row = g[g["attribute"] == "all"].iloc[0]
+    assert all_row["n"] == 4 and all_row["n_safe"] + all_row["no_safe"] == 4
+    assert set(ds.rows["image_id"]) == set(ds.per_face["image_id"])
+    paths = ds.write(tmp_path)
+    assert all(p.is_file() for p in paths)
+    assert pd.read_csv(tmp_path / "safety_per_image.csv")["image_id"].tolist() == ds.per_face["image_id"].tolist()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The app endpoint, served for real
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def safety_server(tmp_path_factory, gallery):
+    """The full app on a free port, its safety handler pointed at the small test gallery."""
+    pytest.importorskip("gradio_client")
+    from audit import safety_handlers
+
+    old_temp = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
+    old_gallery = safety_handlers.attacker_gallery
+    safety_handlers.attacker_gallery = lambda: gallery
+    import app
+
+    demo = app.build_app()
+    port = _free_port()
+    demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True, show_error=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+        safety_handlers.attacker_gallery = old_gallery
+        if old_temp is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = old_temp
+
+
+def test_app_safety_endpoint(safety_server):
+    from gradio_client import Client, handle_file
+
+    client = Client(safety_server, verbose=False)
+    out = client.predict(handle_file(str(FACE)), 0.0, api_name="/safety")
+    *plots, table, gallery_out, files, reading = out
+    assert len(plots) == len(safety.KINDS) - 1  # one figure per kind with a strength axis
+    rows = table["data"]
+    kinds = [r[0] for r in rows]
+    assert kinds == list(safety.KINDS)
+    fill_row = rows[kinds.index("fill")]
+    assert fill_row[1] == 1  # solid fill is always recommended
+    paths = [f if isinstance(f, str) else f["path"] if isinstance(f, dict) else f for f in files]
+    assert paths and all(str(p).endswith(".png") for p in paths)
+    for p in paths:
+        assert set(png_chunks(Path(p).read_bytes())) <= {"IHDR", "IDAT", "IEND"}
+    assert "lower bound" in reading.lower()
+    with pytest.raises(Exception, match="Upload"):
+        client.predict(None, 0.0, api_name="/safety")
