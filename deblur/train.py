@@ -281,7 +281,8 @@ def _plain(obj):
 def _describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads".replace("  ", " ")
+    cpu = " ".join(filter(None, (platform.machine(), platform.processor())))
+    return f"cpu: {cpu}, {torch.get_num_threads()} threads"
 
 
 def train(cfg: TrainConfig, faces=None, progress: bool = True) -> dict:
@@ -377,7 +378,7 @@ def train(cfg: TrainConfig, faces=None, progress: bool = True) -> dict:
         "metrics": metrics, "train_seconds": round(train_seconds, 1),
         "total_seconds": round(time.time() - t_start, 1), "params": count_params(model),
         "device": _describe(device),
-        "data": {"source": "builtin_faces", "n_faces": cfg.n_faces, "face_seed": cfg.face_seed,
+        "data": {"source": "builtin_faces", "n_faces": len(faces), "face_seed": cfg.face_seed,
                  "train_faces": len(train_imgs), "pairs_per_face": cfg.pairs_per_face, "patch": cfg.patch,
                  "quantized": True, "meta": {k: v for k, v in faces.meta.items() if isinstance(v, (str, int, float))}},
         "torch": str(torch.__version__),
@@ -426,7 +427,7 @@ def write_card(name: str, entry: dict, cards_dir: str | Path = "weights/cards") 
     for s, r in test["by_strength"].items():
         rows.append(f"| {s} | " + " | ".join(f"{r[k]['psnr']:.2f} / {r[k]['ssim']:.3f}"
                                              for k in ("degraded", "classical", "model")) + " |")
-    summary = SUMMARIES[entry["model"]].format(**entry["model_args"], upsample=entry["model_args"].get("upsample"))
+    summary = SUMMARIES[entry["model"]].format(upsample=entry["model_args"].get("upsample"))
     extra = []
     if "checkerboard" in entry["metrics"]:
         cb = entry["metrics"]["checkerboard"]
@@ -440,6 +441,22 @@ def write_card(name: str, entry: dict, cards_dir: str | Path = "weights/cards") 
                  f"{cb['period4_output_vs_target_db']:+.1f} dB |",
                  f"| degraded input | {cb['period2_input_vs_target_db']:+.1f} dB | "
                  f"{cb['period4_input_vs_target_db']:+.1f} dB |"]
+    sweep_csv = Path(cards_dir).parent / "sweep" / "pix_ae_sweep.csv"
+    if entry["model"] == "pix_ae" and sweep_csv.is_file():
+        import csv
+
+        with open(sweep_csv) as f:
+            sweep = list(csv.DictReader(f))
+        extra += ["", "## Figure C sweep (`python -m deblur.sweep`, `weights/sweep/`)", "",
+                  "All six architectures trained on the same data and optimiser for the same wall-clock budget "
+                  "(block 8; validation = 64 val-split faces). The study trained equal epochs instead; here the "
+                  "cost of a bigger model shows as fewer steps in the same time.", "",
+                  "| architecture | params | val MSE | val PSNR | steps | s / 1k patches |",
+                  "|---|---|---|---|---|---|"]
+        extra += [f"| {r['config']} | {int(float(r['params'])):,} | {float(r['val_mse']):.5f} | "
+                  f"{float(r['val_psnr']):.2f} | {int(float(r['steps']))} | {float(r['seconds_per_1k_patches']):.1f} |"
+                  for r in sweep]
+        extra += ["", f"Degraded input on the same validation faces: {float(sweep[0]['val_psnr_degraded']):.2f} dB."]
     lo, hi = entry["strengths"]
     text = "\n".join([
         f"# Model card: `{name}`", "", summary, "",
@@ -518,7 +535,24 @@ def ship(weights_dir: str | Path = "weights") -> dict:
     manifest = {"version": 1, "note": "written by `python -m deblur.train --ship`; metrics are on the held-out test "
                                       "split of the built-in faces", "models": models}
     (weights_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    (weights_dir / "RESULTS.md").write_text(results_table(models))
     return manifest
+
+
+def results_table(models: dict) -> str:
+    """Markdown table of every shipped model's held-out PSNR/SSIM next to the degraded input and classical."""
+    lines = ["# Shipped models on the held-out test split", "",
+             "Mean over the test faces of `builtin_faces(4000, seed=0)`, degraded and rounded to 8 bits. Classical = "
+             "`deblur.classical.classical_estimate` (non-blind). Δ = model minus baseline, in dB. Written by "
+             "`python -m deblur.train --ship`.", "",
+             "| model | degradation | strength | degraded PSNR | classical PSNR | model PSNR | Δ vs degraded | "
+             "Δ vs classical | model SSIM | train min |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, e in sorted(models.items(), key=lambda kv: (kv[1]["degradation"], kv[0])):
+        for s, r in e["metrics"]["test"]["by_strength"].items():
+            m, d, c = r["model"]["psnr"], r["degraded"]["psnr"], r["classical"]["psnr"]
+            lines.append(f"| {name} | {e['degradation']} | {s} | {d:.2f} | {c:.2f} | {m:.2f} | {m - d:+.2f} | "
+                         f"{m - c:+.2f} | {r['model']['ssim']:.3f} | {e['train_seconds'] / 60:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _parse(argv=None) -> TrainConfig | None:
