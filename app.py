@@ -105,7 +105,8 @@ def playground_tab() -> None:
                     sliders.append(gr.ImageSlider(format="png", visible=False, interactive=False, max_height=256,
                                                   label=playground.CAPTION))
         table = gr.Dataframe(label="Metrics (PSNR/SSIM vs the original; identity = dlib embedding distance)",
-                             interactive=False, wrap=True)
+                             interactive=False, wrap=True,
+                             column_widths=["16%", "7%", "7%", "6%", "6%", "7%", "7%", "6%", "38%"])
         reading = gr.Markdown()
 
         kind.change(playground.strength_slider, [kind, source], strength, api_name="strength_range")

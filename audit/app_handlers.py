@@ -30,6 +30,7 @@ DEFAULT_STRENGTHS = "gaussian=2,4,6 pixelate=4,8 motion=9,15"
 MAX_FIGURES = 8  # the report makes 2 per group attribute + 1 (3 predicted attributes → 7)
 MAX_ZIP_FILES = 20_000
 MAX_ZIP_BYTES = 2_000_000_000  # uncompressed: a zip bomb stops here
+SOURCE_WORDS = {"prediction": "**predicted by models, not ground truth**", "label": "from the data set's own labels"}
 STAGES = {"clean": "Cropping and embedding the clean faces", "audit": "Degrading, restoring and measuring"}
 # The columns a person reads first; the downloadable groups.csv has all of them.
 TABLE_COLUMNS = ["model", "degradation", "strength", "attribute", "group", "label_source", "n", "n_evaluated",
@@ -133,8 +134,7 @@ def _status(result, config: AuditConfig, table: pd.DataFrame, data_note: str) ->
         f"**Audited {result.n_images} faces** ({data_note}) in {result.seconds:.0f} s with the "
         f"`{config.embedder}` embedder; {threshold}.",
         f"{result.n_no_face_clean} had no face the embedder could use; {len(result.skipped)} files were skipped.",
-        f"Groups are **{' and '.join(sources) or 'n/a'}**"
-        + (" — predicted by models, not ground truth." if "prediction" in sources else "."),
+        "Groups: " + ("; ".join(SOURCE_WORDS.get(s, s) for s in sources) or "none") + ".",
     ]
     if "small_group" in table and table["small_group"].any():
         lines.append(f"Groups with fewer than {config.min_group_n} faces are flagged `small_group`: their intervals "
