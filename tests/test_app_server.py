@@ -152,3 +152,18 @@ def test_audit_endpoint_runs_the_engine_and_serves_the_csv(client):
     assert {Path(f).name for f in files} >= {"groups.csv", "per_image.csv"}
     with pytest.raises(Exception, match="Strengths"):
         client.predict(["wiener"], ["motion"], "motion=99", 3, 0, "dlib", None, None, api_name="/audit")
+
+
+def test_import_and_build_load_no_model(tmp_path):
+    """Nothing heavy at import or build: no torch, dlib or detector until the first request needs them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, app; app.build_app(); from deblur import playground as P; "
+            "heavy = [m for m in ('torch', 'dlib', 'facenet_pytorch') if m in sys.modules]; "
+            "assert not heavy, heavy; assert P.restorers.cache_info().currsize == 0")
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not list(Path(__file__).resolve().parent.parent.glob("*.pyi")), "gradio wrote a .pyi stub into the repo"
