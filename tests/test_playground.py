@@ -165,3 +165,31 @@ def test_no_face_works_in_whole_image_mode(bad):
     assert "No face found" in result.note
     assert result.table["identity dist. to original"].isna().all()
     assert result.table["PSNR (dB)"].notna().all()
+
+
+@pytest.mark.parametrize("model_name", ["resunet"])
+def test_learned_restorers_from_a_manifest_show_up_as_panels_and_rows(tmp_path, monkeypatch, model_name):
+    """An (untrained) learned model in a manifest flows through the same request as the shipped ones will."""
+    import json
+
+    import torch
+
+    from deblur.models import build_model
+    from deblur.restore import restorers_for
+
+    model = build_model(model_name)
+    torch.save({"state_dict": model.state_dict(), "model_name": model_name, "model_args": {},
+                "degradation": "gaussian", "label": f"{model_name} (untrained, test)"}, tmp_path / "m.pt")
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"models": {f"{model_name}-gaussian": {"file": "m.pt", "degradation": "gaussian",
+                                               "label": f"{model_name} (untrained, test)"}}}))
+    monkeypatch.setattr(P, "restorers", lambda kind: restorers_for(kind, weights_dir=tmp_path, device="cpu"))
+    assert P.slot_count(tmp_path / "manifest.json") == P.slot_count() + 1
+    for mode in ("face", "whole"):  # whole: 512×512, not a multiple of every model's stride
+        result = P.run_playground(str(ASTRONAUT), mode, "clean", "gaussian", 3.0)
+        learned = [r for r in result.reconstructions if r.family == "learned"]
+        assert len(learned) == 1 and learned[0].image.shape == result.original.shape
+        row = result.table.set_index("restorer").loc[learned[0].label]
+        assert row["family"] == "learned" and math.isfinite(row["PSNR (dB)"])
+        ui = P.outputs_for_ui(result, P.slot_count(tmp_path / "manifest.json"))
+        assert any(u.get("visible") and learned[0].label in u["label"] for u in ui[2:-2])
