@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plotlyjs", default="inline", choices=("inline", "cdn"),
                    help="embed plotly.js in figures.html (works offline) or load it from a CDN")
     p.add_argument("--no-contact-sheets", action="store_true", help="skip the skin-tone-bin contact sheets")
+    p.add_argument("--rebuild-report", metavar="DIR",
+                   help="only recompute groups.csv and figures of a finished audit in DIR from its per_image.csv")
     return p
 
 
@@ -90,6 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for bad arguments)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.rebuild_report:
+        from audit.report import rebuild
+
+        for path in rebuild(args.rebuild_report):
+            print(f"wrote {path}")
+        return 0
     try:
         predict = [] if args.predict in ([], ["none"]) else list(args.predict)
         reference = {}
@@ -116,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                unit="img", file=sys.stderr)
         bars[stage].n = done
         bars[stage].refresh()
+        if done >= total:
+            bars[stage].close()
 
     try:
         result = run_audit(config, progress)

@@ -83,19 +83,31 @@ def proportion_pvalue(k1: int, n1: int, k2: int, n2: int) -> float:
     return float(stats.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]]).pvalue)
 
 
-def permutation_pvalue(a: Sequence[float], b: Sequence[float], n_perm: int = 1000, seed: int = 0) -> float:
-    """Two-sided permutation test of equal means (``(count + 1) / (n_perm + 1)``, never exactly 0)."""
+def permutation_pvalue(a: Sequence[float], b: Sequence[float], n_perm: int = 10_000, seed: int = 0,
+                       max_exact_n: int = 5_000) -> float:
+    """Two-sided test of equal means: permutation test, or Welch's t-test for large samples.
+
+    The permutation p-value is ``(count + 1) / (n_perm + 1)``, never exactly 0, so ``n_perm`` bounds the
+    smallest p-value: with Holm over ``m`` comparisons it must exceed ``m / alpha`` for anything to be able
+    to reach significance (the default 10 000 allows ~500 comparisons at 0.05). Above ``max_exact_n`` pooled
+    values Welch's t-test is used (the central limit theorem holds and permuting would be slow).
+    """
     a, b = np.asarray(a, float), np.asarray(b, float)
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
     if a.size == 0 or b.size == 0:
         return float("nan")
+    if a.size + b.size > max_exact_n:
+        if a.size < 2 or b.size < 2:
+            return float("nan")
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     pooled = np.concatenate([a, b])
     observed = abs(a.mean() - b.mean())
     rng = np.random.default_rng(seed)
-    count = 0
-    for _ in range(n_perm):
-        perm = rng.permutation(pooled)
-        count += abs(perm[:a.size].mean() - perm[a.size:].mean()) >= observed - 1e-12
+    count, chunk = 0, max(1, _BOOT_CHUNK // pooled.size)
+    for start in range(0, n_perm, chunk):
+        perms = rng.permuted(np.broadcast_to(pooled, (min(chunk, n_perm - start), pooled.size)), axis=1)
+        diff = np.abs(perms[:, :a.size].mean(axis=1) - perms[:, a.size:].mean(axis=1))
+        count += int((diff >= observed - 1e-12).sum())
     return (count + 1) / (n_perm + 1)
 
 
@@ -153,7 +165,7 @@ def _ratio(a: float, b: float) -> float:
 
 def group_metrics(values: Sequence[float], failures: Sequence[bool], groups: Sequence[str], *,
                   reference: str | None = None, min_n: int = 30, n_boot: int = 1000, seed: int = 0,
-                  level: float = 0.95, n_perm: int | None = None) -> list[GroupStats]:
+                  level: float = 0.95, n_perm: int = 10_000) -> list[GroupStats]:
     """MetricFrame-style per-group summary of one metric and one failure indicator.
 
     Args:
@@ -165,7 +177,7 @@ def group_metrics(values: Sequence[float], failures: Sequence[bool], groups: Seq
         n_boot: bootstrap resamples for the mean/median intervals.
         seed: seed for bootstrap and permutation tests.
         level: confidence level.
-        n_perm: permutations for the mean test (default ``n_boot``).
+        n_perm: permutations for the mean test (see :func:`permutation_pvalue`).
 
     Returns:
         One :class:`GroupStats` per group, sorted by name. ``p_mean`` / ``p_fail`` are *unadjusted*
@@ -184,7 +196,6 @@ def group_metrics(values: Sequence[float], failures: Sequence[bool], groups: Seq
         reference = str(names[np.lexsort((names, -counts))[0]])
     elif reference not in names:
         raise ValueError(f"reference group {reference!r} is not among the groups {names.tolist()}")
-    n_perm = n_boot if n_perm is None else n_perm
     ref_mask = g == reference
     ref_v, ref_f = v[ref_mask], f[ref_mask]
     ref_mean = float(np.nanmean(ref_v)) if (~np.isnan(ref_v)).any() else float("nan")

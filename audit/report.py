@@ -231,3 +231,19 @@ def write_report(out: Path, per_image_csv: Path, run_info: dict, config, cleans:
     run_json.write_text(json.dumps(run_info, indent=2, default=str))
     files.append(run_json)
     return files
+
+
+def rebuild(out: str | Path) -> list[Path]:
+    """Recompute ``groups.csv``, ``figures.html`` and ``run.json`` of a finished audit from its ``per_image.csv``.
+
+    Uses the settings stored in ``run.json`` (contact sheets are kept as they are: they need the images).
+    """
+    from audit.engine import AuditConfig
+
+    out = Path(out)
+    run_json = out / "run.json"
+    if not run_json.is_file() or not (out / "per_image.csv").is_file():
+        raise FileNotFoundError(f"{out} has no run.json and per_image.csv of a finished audit")
+    run_info = json.loads(run_json.read_text())
+    config = AuditConfig(**{**run_info["config"], "contact_sheets": False})
+    return write_report(out, out / "per_image.csv", run_info, config)
