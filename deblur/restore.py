@@ -196,7 +196,7 @@ def _from_manifest(name: str, entry: dict, weights_dir: Path, device, verify: bo
 
 
 def restorers_for(degradation: str, weights_dir: str | Path = WEIGHTS_DIR, device=None,
-                  verify: bool = False) -> dict:
+                  verify: bool = False, include_unoffered: bool = False) -> dict:
     """Every shipped learned model for ``degradation``, its classical baselines and ``"none"``.
 
     Args:
@@ -204,6 +204,8 @@ def restorers_for(degradation: str, weights_dir: str | Path = WEIGHTS_DIR, devic
         weights_dir: folder holding ``manifest.json`` and the weights files.
         device: torch device for the learned models.
         verify: also check each file's sha256 against the manifest.
+        include_unoffered: also return shipped models whose manifest entry has ``offer: false`` (they do
+            not beat the degraded input on average; kept to reproduce the study).
     """
     if degradation not in STRENGTHS:
         raise ValueError(f"unknown degradation {degradation!r}; choose one of {sorted(STRENGTHS)}")
@@ -212,7 +214,7 @@ def restorers_for(degradation: str, weights_dir: str | Path = WEIGHTS_DIR, devic
     weights_dir = Path(weights_dir)
     out: dict = {}
     for name, entry in load_manifest(weights_dir).get("models", {}).items():
-        if entry.get("degradation") == degradation and entry.get("offer", True):
+        if entry.get("degradation") == degradation and (include_unoffered or entry.get("offer", True)):
             out[name] = _from_manifest(name, entry, weights_dir, device, verify)
     out.update(classical_restorers(degradation))
     if "none" not in out:

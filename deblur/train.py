@@ -103,7 +103,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _mean_psnr(outs: np.ndarray, clean: np.ndarray) -> float:
-    return round(float(np.mean([psnr(o, c) for o, c in zip(outs, clean, strict=True)])), 3)
+    # capped at 60 dB: an identity-strength sample (sigma 0, block 1) would otherwise make the mean infinite
+    return round(float(np.mean([min(60.0, psnr(o, c)) for o, c in zip(outs, clean, strict=True)])), 3)
 
 
 def fast_degrade(img: np.ndarray, kind: str, strength: float) -> np.ndarray:
@@ -411,6 +412,10 @@ SUMMARIES = {
 }
 
 
+NOT_OFFERED = ("NO: it does not beat the degraded input on average (kept to reproduce the study; "
+               "`restorers_for(..., include_unoffered=True)` lists it)")
+
+
 def _verdict(test: dict) -> list[str]:
     lines = []
     for s, row in test["by_strength"].items():
@@ -467,7 +472,9 @@ def write_card(name: str, entry: dict, cards_dir: str | Path = "weights/cards") 
         f"- training: {entry['train_seconds'] / 60:.1f} min on {entry['device']} ({entry['steps']} steps of "
         f"{entry['train_config']['batch']} patches of {entry['train_config']['patch']} px); shared 2-core CPU, "
         "so the same budget on a quiet machine or a GPU would go further",
-        f"- retrain: `python -m deblur.train {entry['retrain']}`", "",
+        f"- retrain: `python -m deblur.train {entry['retrain']}`",
+        f"- offered by `restorers_for` (the app/audit): {'yes' if entry['offer'] else NOT_OFFERED}",
+        "",
         "## Training data and its limits", "",
         f"{entry['data']['train_faces']} faces of the built-in set (`deblur.data.builtin_faces("
         f"{entry['data']['n_faces']}, seed={entry['data']['face_seed']})`, train split): synthetic faces from "
@@ -526,10 +533,14 @@ def ship(weights_dir: str | Path = "weights") -> dict:
             "degradation": ckpt["degradation"], "strengths": ckpt["strengths"],
             "uses_strength": bool(getattr(model, "uses_strength", False) or getattr(model, "uses_classical", False)),
             "params": ckpt["params"], "data": ckpt["data"], "train_seconds": ckpt["train_seconds"],
-            "steps": ckpt["metrics"]["steps"], "device": ckpt["device"], "train_config": cfg,
+            "steps": ckpt["metrics"]["steps"], "device": " ".join(ckpt["device"].split()).replace(" ,", ","),
+            "train_config": cfg,
             "metrics": {k: v for k, v in ckpt["metrics"].items() if k not in ("steps",)},
-            "card": f"cards/{name}.md", "retrain": _retrain_args(cfg), "offer": True,
+            "card": f"cards/{name}.md", "retrain": _retrain_args(cfg),
         }
+        mean = entry["metrics"]["test"]["mean"]
+        # the app offers a model only if it improves on doing nothing; the others stay for reproduction
+        entry["offer"] = mean["model"]["psnr"] > mean["degraded"]["psnr"]
         models[name] = entry
         write_card(name, entry, weights_dir / "cards")
     manifest = {"version": 1, "note": "written by `python -m deblur.train --ship`; metrics are on the held-out test "

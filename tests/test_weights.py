@@ -59,7 +59,7 @@ def test_manifest_is_json_with_metrics_vs_baselines():
 def test_restorers_for_offers_shipped_models():
     for kind in degrade.STRENGTHS:
         rs = restorers_for(kind, verify=True)
-        shipped = {n for n, e in MANIFEST.items() if e["degradation"] == kind}
+        shipped = {n for n, e in MANIFEST.items() if e["degradation"] == kind and e["offer"]}
         assert shipped <= set(rs) and "none" in rs
 
 
@@ -83,8 +83,8 @@ def _psnr(a, b):
     return 10 * np.log10(1.0 / np.mean((a.astype(np.float64) - b) ** 2))
 
 
-@pytest.mark.parametrize("name", sorted(MANIFEST))
-def test_shipped_model_beats_the_degraded_input(name, heldout_faces):
+@pytest.mark.parametrize("name", sorted(n for n, e in MANIFEST.items() if e.get("offer", True)))
+def test_offered_model_beats_the_degraded_input(name, heldout_faces):
     entry = MANIFEST[name]
     kind = entry["degradation"]
     lo, hi = entry["strengths"]
@@ -94,6 +94,15 @@ def test_shipped_model_beats_the_degraded_input(name, heldout_faces):
     out = r.restore_batch(deg, [strength] * len(deg))
     gain = np.mean([_psnr(o, f) - _psnr(d, f) for o, d, f in zip(out, deg, heldout_faces, strict=True)])
     assert gain > 0, f"{name} is {gain:.2f} dB worse than its input at strength {strength}"
+
+
+def test_unoffered_models_are_the_ones_that_lose_to_their_input():
+    for name, entry in MANIFEST.items():
+        mean = entry["metrics"]["test"]["mean"]
+        assert entry["offer"] == (mean["model"]["psnr"] > mean["degraded"]["psnr"]), name
+        if not entry["offer"]:
+            assert name not in restorers_for(entry["degradation"])
+            assert name in restorers_for(entry["degradation"], include_unoffered=True)
 
 
 def test_checkpoints_carry_training_metadata():
