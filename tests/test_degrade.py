@@ -126,3 +126,11 @@ def test_quantize_rounds_to_8_bits(img):
     q = D.quantize(img)
     np.testing.assert_allclose(q * 255, np.round(q * 255), atol=1e-4)
     assert np.abs(q - img).max() <= 0.5 / 255 + 1e-6
+
+
+def test_separable_gaussian_equals_the_2d_psf_correlation(img):
+    from scipy import ndimage
+
+    for sigma in (0.7, 2.0, 5.5):
+        full = ndimage.correlate(img, D.gaussian_psf(sigma)[:, :, None], mode="reflect")
+        np.testing.assert_allclose(D.gaussian(img, sigma), np.clip(full, 0, 1), atol=2e-6)
