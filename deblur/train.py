@@ -496,6 +496,16 @@ def write_card(name: str, entry: dict, cards_dir: str | Path = "weights/cards") 
                   f"{float(r['val_psnr']):.2f} | {int(float(r['steps']))} | {float(r['seconds_per_1k_patches']):.1f} |"
                   for r in sweep]
         extra += ["", f"Degraded input on the same validation faces: {float(sweep[0]['val_psnr_degraded']):.2f} dB."]
+        mses = [float(r["val_mse"]) for r in sweep]
+        best = int(np.argmin(mses))
+        per_patch = [float(r["seconds_per_1k_patches"]) for r in sweep]
+        cost = float(np.mean([b / a for a, b in zip(per_patch, per_patch[1:], strict=False)]))
+        steps = [f"{(b / a - 1) * 100:+.0f}%" for a, b in zip(mses, mses[1:], strict=False)]
+        extra += ["", f"**Does doubling the parameters help?** Change in validation MSE from each architecture to the "
+                      f"next (each has ~2x the parameters): {', '.join(steps)}; the best is {sweep[best]['config']} "
+                      f"({mses[best]:.5f} vs {mses[0]:.5f} for the smallest). Each doubling also costs "
+                      f"{cost:.1f}x "
+                      "the time per patch on average."]
     lo, hi = entry["strengths"]
     text = "\n".join([
         f"# Model card: `{name}`", "", summary, "",
