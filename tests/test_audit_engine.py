@@ -170,6 +170,8 @@ def test_cli_end_to_end_with_bad_rows(tmp_path, small_faces):
     assert set(groups.loc[groups.attribute == "pred_skin_tone_bin", "label_source"]) == {"prediction"}
     assert {"embedder", "threshold", "fmr", "n_boot", "seed", "fail_lo", "fail_hi", "significant"} <= set(groups)
     assert (out / "figures.html").stat().st_size > 10_000
+    assert main(["--rebuild-report", str(out)]) == 0  # same rows, same seed: the same group table
+    pd.testing.assert_frame_equal(pd.read_csv(out / "groups.csv"), groups)
 
 
 def test_cli_unknown_model_is_a_clear_error(tmp_path, capsys):

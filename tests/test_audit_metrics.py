@@ -94,6 +94,11 @@ def test_holm_and_bonferroni():
 def test_tests_return_sane_pvalues():
     assert proportion_pvalue(0, 20, 0, 20) == pytest.approx(1.0)
     assert 0 < permutation_pvalue([1, 2, 3], [1, 2, 3], 99) <= 1
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 50), rng.normal(2, 1, 50)
+    # fine enough to survive Holm over 100 comparisons at 0.05 (1 000 permutations could not)
+    assert permutation_pvalue(a, b, n_perm=10_000) * 100 < 0.05
+    assert permutation_pvalue(a, b, max_exact_n=10) < 1e-10  # Welch's t-test for large samples
 
 
 def test_threshold_calibration_at_fmr():
