@@ -123,7 +123,8 @@ def _mean(values: list[float]) -> float:
 
 
 def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights_dir: str | None = None,
-             identity: bool = True, embedder_name: str = "dlib", log=print) -> tuple[list[dict], list[str]]:
+             identity: bool = True, embedder_name: str = "dlib", log=print,
+             reuse: dict[tuple[str, float, str], dict] | None = None) -> tuple[list[dict], list[str]]:
     """Score every restorer on ``clean`` faces for every degradation and strength.
 
     Args:
@@ -133,6 +134,8 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
         identity: also compute identity distances (dlib, ~80 ms per image).
         embedder_name: embedder for :func:`audit.embed.get_embedder`.
         log: progress printer.
+        reuse: rows of an earlier run keyed by ``(degradation, strength, restorer)``, used instead of
+            recomputing (only pass deterministic restorers: classical and ``none``).
 
     Returns:
         ``(rows, notes)``: one dict per restorer x setting with :data:`COLUMNS`, and notes on what ran.
@@ -140,6 +143,7 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
     notes: list[str] = []
     lpips_fn = lpips_or_none()
     notes.append("lpips: available" if lpips_fn else "lpips: not available offline (package or backbone missing)")
+    reuse = reuse or {}
     embedder, clean_emb = None, []
     if identity:
         embedder, note = _embedder(embedder_name)
@@ -147,6 +151,7 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
         clean_emb = [embedder.embed(x) for x in clean]
         notes.append(f"identity: {sum(e is None for e in clean_emb)} of {len(clean)} clean faces not embeddable")
     rows: list[dict] = []
+    reused = 0
     for kind, values in strengths.items():
         restorers, note = _restorers(kind, weights_dir)
         if note not in notes:
@@ -155,6 +160,10 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
             degraded = np.stack([quantize(degrade(x, kind, strength)) for x in clean])
             block: list[dict] = []
             for name, restorer in restorers.items():
+                if (kind, float(strength), name) in reuse:
+                    block.append(dict(reuse[(kind, float(strength), name)]))
+                    reused += 1
+                    continue
                 t0 = time.perf_counter()
                 given = [strength] * len(degraded) if restorer.uses_strength else None
                 out = np.asarray(restorer.restore_batch(degraded, given), np.float32)
@@ -183,7 +192,32 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
                     f"id_l2 {row['id_l2'] if row['id_l2'] == '' else format(row['id_l2'], '.3f')} {ms:.1f} ms/face")
             _add_gains(block)
             rows.extend(block)
+    if reused:
+        notes.append(f"{reused} classical/none rows reused from the previous run in the same folder (deterministic)")
     return rows, notes
+
+
+def _load_reusable(path: Path, n: int) -> dict[tuple[str, float, str], dict]:
+    """Deterministic rows (classical, none) of an earlier ``eval.csv`` computed on the same ``n`` faces."""
+    if not path.is_file():
+        return {}
+    out = {}
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            if r["family"] not in ("classical", "none") or int(r["n"]) != n:
+                continue
+            row: dict = {}
+            for key, value in r.items():
+                if key in ("degradation", "restorer", "family", "embedder"):
+                    row[key] = value
+                elif key == "uses_strength":
+                    row[key] = value == "True"
+                elif key in ("n", "id_n"):
+                    row[key] = int(value)
+                else:
+                    row[key] = float(value) if value != "" else ""
+            out[(row["degradation"], row["strength"], row["restorer"])] = row
+    return out
 
 
 def _add_gains(block: list[dict]) -> None:
@@ -269,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--weights-dir", default=None, help="weights folder for learned models (default: weights/)")
     ap.add_argument("--no-identity", action="store_true", help="skip the dlib identity distances (~80 ms/image)")
     ap.add_argument("--embedder", default="dlib", help="identity embedder name (default dlib)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse classical/none rows of OUT/eval.csv from an earlier run on the same --n "
+                         "(they are deterministic); learned models are always re-evaluated")
     args = ap.parse_args(argv)
     if args.n < 1:
         ap.error("--n must be >= 1")
@@ -284,8 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--n {args.n} exceeds the {len(test)} test faces of builtin_faces({args.faces_n})")
     clean = test.floats()[: args.n]
     t0 = time.perf_counter()
+    reuse = _load_reusable(args.out / "eval.csv", args.n) if args.reuse else {}
     rows, notes = evaluate(clean, strengths, args.weights_dir, identity=not args.no_identity,
-                           embedder_name=args.embedder)
+                           embedder_name=args.embedder, reuse=reuse)
     seconds = time.perf_counter() - t0
     meta = {"n": args.n, "faces_n": args.faces_n, "seed": args.seed, "split": "test", "strengths": strengths,
             "notes": notes, "seconds": seconds, "date": time.strftime("%Y-%m-%d %H:%M"),

@@ -52,3 +52,17 @@ def test_cli_end_to_end(small_faces, tmp_path, monkeypatch):
     assert float(by[("gaussian", "wiener")]["id_l2"]) >= 0 and int(by[("gaussian", "wiener")]["id_n"]) > 0
     md = (out / "eval.md").read_text()
     assert "| strength | restorer |" in md and "`none`" in md and "Δ PSNR vs best classical" in md
+
+    # a second run reuses the deterministic classical/none rows instead of recomputing them
+    before = list(csv.DictReader(open(out / "eval.csv")))
+    assert evaluate.main(["--out", str(out), "--n", "4", "--faces-n", "64", "--weights-dir", str(tmp_path / "none"),
+                          "--strengths", "gaussian:3", "pixelate:8", "motion:15", "--reuse"]) == 0
+    assert "rows reused" in (out / "eval.md").read_text()
+    after = list(csv.DictReader(open(out / "eval.csv")))
+    assert len(after) == len(before)
+    for a, b in zip(after, before, strict=True):
+        for key in evaluate.COLUMNS:
+            try:  # gains are recomputed from the 4-decimal CSV values, so allow rounding
+                assert float(a[key]) == pytest.approx(float(b[key]), abs=2e-4)
+            except ValueError:
+                assert a[key] == b[key]
