@@ -505,7 +505,12 @@ def write_card(name: str, entry: dict, cards_dir: str | Path = "weights/cards") 
                       f"next (each has ~2x the parameters): {', '.join(steps)}; the best is {sweep[best]['config']} "
                       f"({mses[best]:.5f} vs {mses[0]:.5f} for the smallest). Each doubling also costs "
                       f"{cost:.1f}x "
-                      "the time per patch on average."]
+                      "the time per patch on average.", "",
+                  "Reading: like the study, one doubling (a to b) helps a little and further doublings do not pay. "
+                  "At an equal time budget the large models are simply under-trained (architecture f managed under "
+                  "100 steps); this sweep says what a fixed CPU budget buys, not where each model would converge. "
+                  "Timings were taken on a CPU shared with other jobs, so the per-patch costs are noisy (a is "
+                  "slower than b for that reason)."]
     lo, hi = entry["strengths"]
     text = "\n".join([
         f"# Model card: `{name}`", "", summary, "",

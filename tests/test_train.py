@@ -13,7 +13,7 @@ from deblur.train import TrainConfig, _parse, checkerboard_report, fast_degrade,
 
 def test_tiny_training_run_writes_a_reloadable_checkpoint(tmp_path, small_faces):
     cfg = TrainConfig(model="resunet", degradation="pixelate", strengths=(2, 6), max_steps=3, batch=2, patch=32,
-                      val_faces=2, eval_faces=2, minutes=1, out=str(tmp_path / "tiny.pt"), device="cpu")
+                      val_faces=2, eval_faces=2, minutes=30, out=str(tmp_path / "tiny.pt"), device="cpu")
     ckpt = train(cfg, faces=small_faces, progress=False)
     assert ckpt["metrics"]["steps"] == 3
     loaded = load_checkpoint(tmp_path / "tiny.pt")  # weights_only=True inside
