@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from deblur import degrade
-from deblur.restore import restorers_for
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+from deblur import degrade  # noqa: E402
+from deblur.restore import restorers_for  # noqa: E402
 
 
 def time_restorer(restorer, img: np.ndarray, strength: float, repeats: int) -> list[float]:
@@ -43,7 +47,7 @@ def main(argv=None) -> None:
     for kind in degrade.STRENGTHS:
         strength = degrade.STRENGTHS[kind].default
         img = degrade.quantize(degrade.degrade(clean, kind, strength))
-        rs = restorers_for(kind, device="cpu")
+        rs = restorers_for(kind, device="cpu", include_unoffered=True)
         res = {}
         for name, r in rs.items():
             t = sorted(time_restorer(r, img, strength, a.repeats))
