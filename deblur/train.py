@@ -257,7 +257,9 @@ def checkerboard_peak_db(images: np.ndarray, targets: np.ndarray, period: int = 
         neigh = [power[(y + dy) % h, (x + dx) % w] for dy in range(-radius, radius + 1)
                  for dx in range(-radius, radius + 1) if ((y + dy) % h, (x + dx) % w) not in grid | {(0, 0)}]
         ratios.append(power[y, x] / max(np.mean(neigh), 1e-20))
-    return round(float(10 * np.log10(np.mean(ratios))), 2)
+    if not power.any():
+        return 0.0  # no error at all: no periodic pattern either
+    return round(float(10 * np.log10(max(float(np.mean(ratios)), 1e-12))), 2)
 
 
 def checkerboard_report(outputs: np.ndarray, targets: np.ndarray, inputs: np.ndarray) -> dict:
