@@ -110,9 +110,10 @@ def _mean_psnr(outs: np.ndarray, clean: np.ndarray) -> float:
 def fast_degrade(img: np.ndarray, kind: str, strength: float) -> np.ndarray:
     """:func:`deblur.degrade.degrade` for training data, with the Gaussian blur done separably.
 
-    ``degrade.gaussian`` correlates with the full 2-D kernel (about 1 s per 128² face at σ=8 on our CPU);
-    the kernel is the outer product of a normalised 1-D Gaussian, so two 1-D passes with the same reflect
-    boundary give the same image up to float rounding (a test checks it) at a fraction of the cost.
+    When the shipped weights were trained, ``degrade.gaussian`` correlated with the full 2-D kernel (about 1 s
+    per 128² face at σ=8); the kernel is the outer product of a normalised 1-D Gaussian, so two 1-D passes
+    with the same reflect boundary give the same image up to float rounding (a test checks it against
+    ``degrade.gaussian``, which has since become separable too).
     """
     if kind != "gaussian" or degrade.gaussian_psf(strength).size == 1:
         return degrade.degrade(img, kind, strength)
