@@ -33,7 +33,7 @@ from deblur.data import builtin_faces
 from deblur.models import PatchDiscriminator, build_model, count_params
 from deblur.restore import assemble_input, pick_device
 
-__all__ = ["TrainConfig", "checkerboard_energy", "checkerboard_report", "evaluate", "fast_degrade", "make_pairs",
+__all__ = ["TrainConfig", "checkerboard_energy", "checkerboard_report", "evaluate", "make_pairs",
            "psnr", "train"]
 
 EVAL_STRENGTHS = {"gaussian": (2.0, 4.0, 6.0), "pixelate": (4.0, 8.0, 12.0), "motion": (9.0, 15.0, 21.0)}
@@ -107,25 +107,6 @@ def _mean_psnr(outs: np.ndarray, clean: np.ndarray) -> float:
     return round(float(np.mean([min(60.0, psnr(o, c)) for o, c in zip(outs, clean, strict=True)])), 3)
 
 
-def fast_degrade(img: np.ndarray, kind: str, strength: float) -> np.ndarray:
-    """:func:`deblur.degrade.degrade` for training data, with the Gaussian blur done separably.
-
-    When the shipped weights were trained, ``degrade.gaussian`` correlated with the full 2-D kernel (about 1 s
-    per 128² face at σ=8); the kernel is the outer product of a normalised 1-D Gaussian, so two 1-D passes
-    with the same reflect boundary give the same image up to float rounding (a test checks it against
-    ``degrade.gaussian``, which has since become separable too).
-    """
-    if kind != "gaussian" or degrade.gaussian_psf(strength).size == 1:
-        return degrade.degrade(img, kind, strength)
-    from scipy import ndimage
-
-    k2 = degrade.gaussian_psf(strength).astype(np.float64)
-    k1 = k2.sum(axis=0)  # the 2-D kernel is outer(k1, k1) with k1 summing to 1
-    out = ndimage.correlate1d(degrade.as_image(img), k1.astype(np.float32), axis=0, mode="reflect")
-    out = ndimage.correlate1d(out, k1.astype(np.float32), axis=1, mode="reflect")
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
 def make_pairs(images: np.ndarray, kind: str, strengths: tuple[float, float], rng: np.random.Generator,
                pairs_per_face: int = 1, with_classical: bool = False, fixed: float | None = None) -> dict:
     """Degrade whole faces (8-bit rounded) and optionally compute their classical estimates.
@@ -151,7 +132,7 @@ def make_pairs(images: np.ndarray, kind: str, strengths: tuple[float, float], rn
     strength = np.empty(len(idx), np.float32)
     for j, i in enumerate(idx):
         s = fixed if fixed is not None else degrade.random_strength(kind, rng, *strengths)
-        d = degrade.quantize(fast_degrade(images[i], kind, s))
+        d = degrade.quantize(degrade.degrade(images[i], kind, s))
         degraded[j] = np.round(d * 255).astype(np.uint8)
         strength[j] = s
         if with_classical:
@@ -200,7 +181,7 @@ def evaluate(restore_fn, kind: str, clean: np.ndarray, strengths=None, with_clas
     faces = clean.astype(np.float32) / 255
     by: dict = {}
     for s in strengths:
-        deg = np.stack([degrade.quantize(fast_degrade(f, kind, s)) for f in faces])
+        deg = np.stack([degrade.quantize(degrade.degrade(f, kind, s)) for f in faces])
         outs = {"degraded": deg}
         if with_classical:
             outs["classical"] = np.stack([classical_estimate(d, kind, s) for d in deg])
@@ -399,7 +380,7 @@ def train(cfg: TrainConfig, faces=None, progress: bool = True) -> dict:
         metrics["test"] = evaluate(fn, kind, test)
         if cfg.model == "motion_gan":
             s_mid = float(degrade.STRENGTHS[kind].default)
-            deg = np.stack([degrade.quantize(fast_degrade(f, kind, s_mid)) for f in test.astype(np.float32) / 255])
+            deg = np.stack([degrade.quantize(degrade.degrade(f, kind, s_mid)) for f in test.astype(np.float32) / 255])
             metrics["checkerboard"] = {"strength": s_mid, **checkerboard_report(fn(deg, s_mid), test / 255.0, deg)}
     ckpt = {
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -571,7 +552,7 @@ def _checkerboard_trained_and_init(ckpt: dict, n: int = 100) -> dict:
     kind, strength = ckpt["degradation"], float(degrade.STRENGTHS[ckpt["degradation"]].default)
     data = ckpt["data"]
     test = builtin_faces(data["n_faces"], seed=data["face_seed"]).subset("test").images[:n]
-    deg = np.stack([degrade.quantize(fast_degrade(f, kind, strength)) for f in test.astype(np.float32) / 255])
+    deg = np.stack([degrade.quantize(degrade.degrade(f, kind, strength)) for f in test.astype(np.float32) / 255])
     out = {"strength": strength, "faces": len(test)}
     for label, init in (("trained", False), ("at_init", True)):
         torch.manual_seed(0)

@@ -8,7 +8,7 @@ import torch
 
 from deblur import degrade
 from deblur.restore import LearnedRestorer, load_checkpoint
-from deblur.train import TrainConfig, _parse, checkerboard_report, fast_degrade, make_pairs, train
+from deblur.train import TrainConfig, _parse, checkerboard_report, make_pairs, train
 
 
 def test_tiny_training_run_writes_a_reloadable_checkpoint(tmp_path, small_faces):
@@ -30,12 +30,6 @@ def test_gan_training_step_runs(tmp_path, small_faces):
                       val_faces=1, eval_faces=0, adv_weight=0.01, out=str(tmp_path / "gan.pt"), device="cpu")
     ckpt = train(cfg, faces=small_faces, progress=False)
     assert np.isfinite(ckpt["metrics"]["val_psnr"])
-
-
-@pytest.mark.parametrize("sigma", [0.5, 2.0, 5.5, 8.0])
-def test_fast_gaussian_matches_degrade(sigma):
-    img = np.random.default_rng(0).random((40, 52, 3), dtype=np.float32)
-    np.testing.assert_allclose(fast_degrade(img, "gaussian", sigma), degrade.gaussian(img, sigma), atol=1e-6)
 
 
 def test_make_pairs_is_seeded_and_quantized(small_faces):
