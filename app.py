@@ -117,7 +117,7 @@ def playground_tab() -> None:
 
 @gpu
 def audit_request(models: list[str], kinds: list[str], strengths: str, n: float, seed: float, embedder: str,
-                  data_zip: str | None, labels_csv: str | None,
+                  data_zip: str | None, labels_csv: str | None, dataset: str = "builtin",
                   progress: gr.Progress = gr.Progress()) -> list:  # noqa: B008 - Gradio injects progress via the default
     """The audit tab's Run handler: the engine of ``python -m audit``, with live progress."""
     from audit import app_handlers
@@ -126,7 +126,7 @@ def audit_request(models: list[str], kinds: list[str], strengths: str, n: float,
         progress((done, total), desc=app_handlers.STAGES.get(stage, stage), unit="faces")
 
     run = app_handlers.run_audit_request(models, kinds, strengths, int(n), int(seed), embedder, data_zip, labels_csv,
-                                         allow_upload=not ON_SPACES, progress=report)
+                                         dataset=dataset, allow_upload=not ON_SPACES, progress=report)
     return app_handlers.outputs_for_ui(run)
 
 
@@ -152,6 +152,8 @@ def audit_tab() -> None:
                 seed = gr.Number(value=0, precision=0, label="Seed")
                 embedder = gr.Dropdown(["dlib", "facenet"], value="dlib", label="Identity embedder",
                                        info="facenet needs its VGGFace2 weights (not bundled)")
+                dataset = gr.Radio([(v, k) for k, v in app_handlers.DATASETS.items()], value="builtin",
+                                   label="Faces", info=app_handlers.FAIRFACE_CREDIT)
                 with gr.Accordion("Your own data (local runs only)", open=False, visible=not ON_SPACES):
                     gr.Markdown("A zip of face images plus a labels CSV (`path` relative to the zip, then group "
                                 "columns). Extracted to a temporary folder and deleted after the run.")
@@ -164,7 +166,7 @@ def audit_tab() -> None:
             download = gr.DownloadButton("Download group report (CSV)", visible=False)
             files = gr.File(label="All report files", file_count="multiple", interactive=False)
         plots = [gr.Plot(visible=False) for _ in range(app_handlers.MAX_FIGURES)]
-        run.click(audit_request, [models, kinds, strengths, n, seed, embedder, data_zip, labels_csv],
+        run.click(audit_request, [models, kinds, strengths, n, seed, embedder, data_zip, labels_csv, dataset],
                   [status, table, download, files, *plots], api_name="audit")
 
 

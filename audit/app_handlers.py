@@ -38,6 +38,12 @@ TABLE_COLUMNS = ["model", "degradation", "strength", "attribute", "group", "labe
                  "psnr_mean", "delta_ita_mean", "sim_ratio", "small_group", "significant"]
 
 
+DATASETS = {"builtin": "Built-in generated faces (offline)",
+            "fairface": "FairFace validation split (Hugging Face Hub, needs internet once)"}
+FAIRFACE_CREDIT = ("FairFace: Kärkkäinen & Joo 2021, CC BY 4.0; its race labels are annotator judgements, "
+                   "not self-identification")
+
+
 def model_choices(manifest: Path = WEIGHTS_MANIFEST) -> list[str]:
     """Restorer names the audit can run, without loading any model (manifest + classical table)."""
     from deblur.classical import classical_restorers
@@ -146,7 +152,7 @@ def _status(result, config: AuditConfig, table: pd.DataFrame, data_note: str) ->
 
 def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], strengths: str | None, n: int, seed: int,
                       embedder: str = "dlib", data_zip: str | None = None, labels_csv: str | None = None, *,
-                      allow_upload: bool = True, n_boot: int = 500,
+                      dataset: str = "builtin", allow_upload: bool = True, n_boot: int = 500,
                       progress: Callable[[str, int, int], None] | None = None) -> AuditRun:
     """Run one audit for the app, exactly as ``python -m audit`` would with these settings.
 
@@ -159,6 +165,8 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
         embedder: ``"dlib"`` or ``"facenet"``.
         data_zip: optional zip of face images (folder format) instead of the built-in set.
         labels_csv: labels CSV for the zip (``path`` + group columns); a CSV inside the zip is used otherwise.
+        dataset: ``"builtin"`` or ``"fairface"`` (the FairFace validation split from the Hugging Face Hub, with
+            its labels; needs internet once). Offline, the error says so: we never switch sets silently.
         allow_upload: ``False`` on a public Space: uploaded data sets are refused.
         n_boot: bootstrap resamples.
         progress: ``progress(stage, done, total)`` callback.
@@ -167,6 +175,10 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
         gr.Error: for any bad setting or unusable data, with what to change.
     """
     degradations = parse_strengths_text(kinds, strengths)
+    if dataset not in DATASETS:
+        raise gr.Error(f"Unknown face set {dataset!r}; choose one of {sorted(DATASETS)}.")
+    if dataset != "builtin" and data_zip:
+        raise gr.Error("Choose either an uploaded zip or FairFace, not both.")
     if not 1 <= int(n) <= 2000:
         raise gr.Error("Sample size must be between 1 and 2000 faces.")
     if data_zip and not allow_upload:
@@ -178,6 +190,9 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
                              embedder=embedder, out=str(work / "report"), n=int(n), n_boot=n_boot, seed=int(seed),
                              contact_sheets=False, plotlyjs="cdn")
         data_note = "built-in generated faces, test split"
+        if dataset == "fairface":
+            config.data = "fairface"
+            data_note = f"FairFace validation split, labelled groups; {FAIRFACE_CREDIT}"
         if upload_dir is not None:
             root = extract_zip(data_zip, upload_dir)
             labels = Path(labels_csv) if labels_csv else next(iter(sorted(root.glob("*.csv"))), None)

@@ -111,3 +111,17 @@ def test_bad_settings_raise_clear_errors(private_tmp):
         H.run_audit_request(**{**TINY, "kinds": ["pixelate"], "strengths": "pixelate=2.5"})
     with pytest.raises(gr.Error, match="could not run"):
         H.run_audit_request(**{**TINY, "models": ["pulse"]})
+
+
+def test_fairface_offline_is_a_clear_error_never_a_silent_switch(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no route to the Hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    monkeypatch.setenv("FACEDRIFT_CACHE", str(tmp_path))  # no cached copy either
+    with pytest.raises(gr.Error, match="(?s)Could not download FairFace.*built-in"):
+        H.run_audit_request(**TINY, dataset="fairface")
+    with pytest.raises(gr.Error, match="face set"):
+        H.run_audit_request(**TINY, dataset="celeba-online")

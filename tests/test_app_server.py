@@ -141,7 +141,8 @@ def test_audit_endpoint_runs_the_engine_and_serves_the_csv(client):
 
     from audit.app_handlers import MAX_FIGURES
 
-    out = client.predict(["wiener", "none"], ["motion"], "motion=15", 3, 0, "dlib", None, None, api_name="/audit")
+    out = client.predict(["wiener", "none"], ["motion"], "motion=15", 3, 0, "dlib", None, None, "builtin",
+                         api_name="/audit")
     status, table, download, files, plots = out[0], out[1], out[2], out[3], out[4:]
     assert "Audited 3 faces" in status
     assert len(plots) == MAX_FIGURES and any(p is not None for p in plots)
@@ -151,7 +152,7 @@ def test_audit_endpoint_runs_the_engine_and_serves_the_csv(client):
     assert table["headers"][:3] == ["model", "degradation", "strength"] and len(table["data"]) == len(groups)
     assert {Path(f).name for f in files} >= {"groups.csv", "per_image.csv"}
     with pytest.raises(Exception, match="Strengths"):
-        client.predict(["wiener"], ["motion"], "motion=99", 3, 0, "dlib", None, None, api_name="/audit")
+        client.predict(["wiener"], ["motion"], "motion=99", 3, 0, "dlib", None, None, "builtin", api_name="/audit")
 
 
 def test_import_and_build_load_no_model(tmp_path):
