@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``python -m audit`` argument parser."""
     p = argparse.ArgumentParser(prog="python -m audit", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", default="builtin", help="'builtin' (generated faces, test split) or a data folder")
+    p.add_argument("--data", default="builtin",
+                   help="'builtin' (generated faces, test split), 'fairface' (FairFace validation split from the "
+                        "Hugging Face Hub, 100 faces per race label; needs internet once) or a data folder")
     p.add_argument("--labels", help="labels CSV (folder format: a 'path' column relative to --data + group columns)")
     p.add_argument("--format", choices=("folder", "celeba", "fairface", "utkface"),
                    help="data format (detected if omitted)")
