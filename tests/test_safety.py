@@ -68,8 +68,10 @@ def test_identity_strength_every_restorer_reidentifies(face, gallery, embedder):
     assert t["reidentified"].all() and t["rank1"].all()
     assert np.allclose(t.loc[t["restorer"] == "none", "distance"], 0.0, atol=1e-9)
     assert all(rec.strength is None for rec in res.recommendations.values())
-    # identical outputs are embedded once: the original and one identity image per... all the same picture
-    assert res.n_embeddings == 1
+    # identical outputs are embedded once: classical restorers and "none" return the input itself at identity
+    # strength (one embedding, shared with the original); each learned model's output differs slightly
+    learned_rows = int((t["family"] == "learned").sum())
+    assert res.n_embeddings == 1 + learned_rows
 
 
 @pytest.mark.parametrize("colour", ["mean", "black"])
