@@ -39,10 +39,12 @@ class Embedder(Protocol):
     """A face embedder.
 
     Attributes:
+        key: its name in :data:`EMBEDDERS` (``get_embedder(key)`` builds another like it).
         name: key written into every report row (e.g. ``"dlib-resnet-v1"``).
         dim: embedding length.
     """
 
+    key: str
     name: str
     dim: int
 
@@ -84,6 +86,7 @@ def _dlib_models():
 
 
 class DlibEmbedder:
+    key = "dlib"  # its name in EMBEDDERS / get_embedder
     """dlib ResNet face embedding (128-d) on a 5-point alignment.
 
     Args:
@@ -103,7 +106,7 @@ class DlibEmbedder:
         self.upsample = upsample
         self.jitter = jitter
         self.min_eye_distance = min_eye_distance
-        self.name = "dlib-resnet-v1" + ("" if whole_crop else "-hog")
+        self.name = "dlib-resnet-v1" + ("" if whole_crop else "-hog")  # what reports record
 
     def landmarks(self, img: np.ndarray) -> np.ndarray | None:
         """The five dlib landmarks (``5x2``, x/y pixels) of the face, or ``None`` when none is found."""
@@ -149,6 +152,7 @@ class FacenetEmbedder:
     """
 
     dim = 512
+    key = "facenet"  # its name in EMBEDDERS / get_embedder
     name = "facenet-vggface2"
 
     def __init__(self, device: str = "cpu"):

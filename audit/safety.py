@@ -191,6 +191,8 @@ def gallery_from_faces(faces, embedder: Embedder, n: int | None = None, fmr: flo
 def builtin_gallery(embedder_name: str = "dlib", n: int = 200, seed: int = 0, fmr: float = 0.01) -> Gallery:
     """Clean embeddings of the first ``n`` built-in *test* faces, cached in ``cache_dir()`` (computed once).
 
+    ``embedder_name`` is a key of :data:`audit.embed.EMBEDDERS` (an embedder's ``.key``, not its report name).
+
     Embedding 200 faces takes ~16 s on one core; later calls read the ``.npz`` (and this process keeps it).
     """
     from deblur.data import builtin_faces, cache_dir
@@ -490,7 +492,7 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
     original = embed(clean)
     if original is None:
         raise ValueError("the embedder finds no face in this crop; use a frontal face crop (deblur.faces.face_crop)")
-    gallery = with_query(gallery if gallery is not None else builtin_gallery(), original, own_id)
+    gallery = with_query(gallery if gallery is not None else builtin_gallery(embedder.key), original, own_id)
     threshold = gallery.threshold
     if restorers is None:
         plan = default_restorers(list(grid), thorough)
@@ -689,7 +691,7 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
     cleans = [prepare_face(img, image_id, embedder, labels=labels, predict=predict) for image_id, img, labels in faces]
     label_cols = sorted({c for _, _, labels in faces for c in labels})
     group_columns = {**{c: "label" for c in label_cols}, **{c: "prediction" for c in predict}}
-    base = gallery if gallery is not None else builtin_gallery(embedder.name)
+    base = gallery if gallery is not None else builtin_gallery(embedder.key)
     with_face = [c for c in cleans if c.embedding is not None]
     extra = [c for c in with_face if c.image_id not in base.ids]
     if extra:

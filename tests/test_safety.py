@@ -231,6 +231,19 @@ def test_dataset_mode_per_group(small_faces, gallery, embedder, tmp_path):
     assert pd.read_csv(tmp_path / "safety_per_image.csv")["image_id"].tolist() == ds.per_face["image_id"].tolist()
 
 
+def test_default_gallery_uses_the_embedders_registry_key(small_faces, gallery, embedder, monkeypatch):
+    """Without a gallery, both modes build the built-in one for the same embedder (regression: report name)."""
+    from audit.embed import get_embedder
+
+    asked = []
+    monkeypatch.setattr(safety, "builtin_gallery", lambda key, *a, **k: asked.append(get_embedder(key).name) or gallery)
+    faces = [(small_faces.ids[0], small_faces.image(0), {})]
+    safety.sweep_dataset(faces, embedder=embedder, degradations=["pixelate"], strengths={"pixelate": (4,)}, n_boot=10)
+    safety.sweep_face(small_faces.image(1), embedder=embedder, degradations=["pixelate"],
+                      strengths={"pixelate": (4,)}, require_face=False)
+    assert asked == [embedder.name, embedder.name]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The app endpoint, served for real
 
