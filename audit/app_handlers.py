@@ -21,6 +21,7 @@ import pandas as pd
 
 from audit.engine import AuditConfig, run_audit
 from deblur.degrade import STRENGTHS
+from deblur.fairface import ATTRIBUTION
 
 __all__ = ["AuditRun", "DEFAULT_STRENGTHS", "MAX_FIGURES", "TABLE_COLUMNS", "extract_zip", "model_choices",
            "outputs_for_ui", "parse_strengths_text", "run_audit_request"]
@@ -40,8 +41,7 @@ TABLE_COLUMNS = ["model", "degradation", "strength", "attribute", "group", "labe
 
 DATASETS = {"builtin": "Built-in generated faces (offline)",
             "fairface": "FairFace validation split (Hugging Face Hub, needs internet once)"}
-FAIRFACE_CREDIT = ("FairFace: Kärkkäinen & Joo 2021, CC BY 4.0; its race labels are annotator judgements, "
-                   "not self-identification")
+FAIRFACE_CREDIT = f"{ATTRIBUTION}. Its race labels are annotator judgements, not self-identification."
 
 
 def model_choices(manifest: Path = WEIGHTS_MANIFEST) -> list[str]:
