@@ -31,6 +31,7 @@ from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
 from audit.metrics import Threshold, calibrate_threshold
 from deblur.degrade import DEGRADATIONS, as_image, degrade, quantize
 from deblur.faces import haar_has_face
+from deblur.metrics import psnr, ssim
 
 __all__ = ["AuditConfig", "AuditResult", "CleanFace", "Gallery", "ROW_FIELDS", "audit_image", "prepare_face",
            "resolve_restorers", "run_audit"]
@@ -47,19 +48,6 @@ ROW_FIELDS = (
     "psnr_degraded", "ssim_degraded", "ita_clean", "ita_restored", "delta_ita", "lightness_clean",
     "delta_lightness", "seconds",
 )
-
-
-def _psnr_ssim():
-    """PSNR/SSIM from :mod:`deblur.metrics` (the project's definitions), scikit-image until it exists."""
-    try:
-        from deblur.metrics import psnr, ssim
-
-        return psnr, ssim
-    except ImportError:  # the metrics module is being written in parallel; same definitions as skimage's
-        from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-        return (lambda a, b: float(peak_signal_noise_ratio(a, b, data_range=1.0)),
-                lambda a, b: float(structural_similarity(a, b, channel_axis=2, data_range=1.0)))
 
 
 @dataclass
@@ -220,7 +208,6 @@ def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object
                     rows.append({**base, **_restorer_meta(restorer), "degradation": kind, "strength": float(strength),
                                  "status": "no_face_clean"})
         return rows
-    psnr, ssim = _psnr_ssim()
     centre = gallery.centre
     tone = skin_tone(clean.image, clean.landmarks, pixels=skin_pixels)
     for kind, strengths in degradations.items():
@@ -248,7 +235,7 @@ def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object
                                          f"expected {clean.image.shape}")
                     same = np.array_equal(restored, degraded)  # "none": reuse the degraded embedding
                     emb = emb_deg if same else embedder.embed(restored)
-                    row.update(_restored_fields(restored, emb, emb_deg, clean, gallery, tone, psnr, ssim))
+                    row.update(_restored_fields(restored, emb, emb_deg, clean, gallery, tone))
                 except Exception as exc:  # noqa: BLE001 - one failing restorer must not stop the audit
                     row["status"] = f"error:{type(exc).__name__}: {exc}"[:300]
                 row["seconds"] = time.perf_counter() - start
@@ -256,7 +243,7 @@ def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object
     return rows
 
 
-def _restored_fields(restored, emb, emb_deg, clean: CleanFace, gallery: Gallery, tone, psnr, ssim) -> dict:
+def _restored_fields(restored, emb, emb_deg, clean: CleanFace, gallery: Gallery, tone) -> dict:
     out = {"psnr_restored": psnr(restored, clean.image), "ssim_restored": ssim(restored, clean.image),
            "face_detected_restored": haar_has_face(restored)}
     restored_tone = skin_tone(restored, pixels=tone.pixels) if tone.n_pixels else None

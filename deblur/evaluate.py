@@ -47,52 +47,17 @@ COLUMNS = [
 ]
 
 
-class _DlibFallbackEmbedder:
-    """Minimal dlib embedder used only when ``audit.embed`` is not importable (consolidate there).
-
-    The whole crop is the face rectangle for the 5-point shape predictor, right for aligned crops such as
-    the built-in faces.
-    """
-
-    name = "dlib-resnet-v1"
-
-    def __init__(self) -> None:
-        import importlib.util
-
-        import dlib
-
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError("install face-recognition-models (and dlib-bin) for identity distances")
-        models = Path(list(spec.submodule_search_locations)[0]) / "models"
-        self._dlib = dlib
-        self._shape = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-        self._resnet = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
-
-    def embed(self, img: np.ndarray) -> np.ndarray | None:
-        u8 = np.ascontiguousarray((np.clip(img, 0, 1) * 255.0 + 0.5).astype(np.uint8))
-        h, w = u8.shape[:2]
-        shape = self._shape(u8, self._dlib.rectangle(0, 0, w - 1, h - 1))
-        return np.asarray(self._resnet.compute_face_descriptor(u8, shape), dtype=np.float64)
-
-
 def _embedder(name: str):
-    """``(embedder, note)``: ``audit.embed.get_embedder`` when available, else the private fallback."""
-    try:
-        from audit.embed import get_embedder
-    except ImportError:
-        return _DlibFallbackEmbedder(), "identity: private dlib fallback in deblur/evaluate.py (audit.embed missing)"
+    """``(embedder, note)`` from :func:`audit.embed.get_embedder` (the audit's embedders, one code path)."""
+    from audit.embed import get_embedder
+
     return get_embedder(name), f"identity: audit.embed.get_embedder({name!r})"
 
 
 def _restorers(kind: str, weights_dir: str | None):
-    """``(restorers, note)``: ``deblur.restore.restorers_for`` when available, else the classical set."""
-    try:
-        from deblur.restore import restorers_for
-    except ImportError as err:
-        from deblur.classical import classical_restorers
+    """``(restorers, note)`` from :func:`deblur.restore.restorers_for` (learned + classical + none)."""
+    from deblur.restore import restorers_for
 
-        return classical_restorers(kind), f"restorers: classical only (deblur.restore not importable: {err})"
     kwargs = {} if weights_dir is None else {"weights_dir": weights_dir}
     return restorers_for(kind, **kwargs), "restorers: deblur.restore.restorers_for"
 
