@@ -345,15 +345,13 @@ class AuditResult:
 
 
 def resolve_restorers(models: Sequence[str] | None, kinds: Sequence[str]) -> dict[str, dict[str, object]]:
-    """Restorers per degradation kind, from :func:`deblur.restore.restorers_for` (classical + ``none`` fallback).
+    """Restorers per degradation kind, from :func:`deblur.restore.restorers_for` (learned + classical + ``none``).
 
     Raises:
         ValueError: if a requested model name is not available for any of ``kinds`` (lists the known ones).
     """
-    try:
-        from deblur.restore import restorers_for
-    except ImportError:  # learned restorers need torch and deblur.restore; classical ones are enough to audit
-        from deblur.classical import classical_restorers as restorers_for
+    from deblur.restore import restorers_for
+
     available = {kind: restorers_for(kind) for kind in kinds}
     known = sorted({name for found in available.values() for name in found})
     if models is None:

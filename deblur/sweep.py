@@ -62,21 +62,18 @@ def write_figure(rows: list[dict], out_dir: str | Path = "weights/sweep") -> Non
     """Figure C: validation MSE bars per architecture, parameters and cost as lines (HTML + PNG)."""
     out_dir = Path(out_dir)
     labels = [r["config"] for r in rows]
-    try:
-        from plotly.subplots import make_subplots
+    from plotly.subplots import make_subplots
 
-        fig = make_subplots(specs=[[{"secondary_y": True}]])
-        fig.add_bar(x=labels, y=[r["val_mse"] for r in rows], name="validation MSE",
-                    text=[f"{r['params']:,} params" for r in rows])
-        fig.add_scatter(x=labels, y=[r["seconds_per_1k_patches"] for r in rows], name="s per 1k patches",
-                        mode="lines+markers", secondary_y=True)
-        fig.update_layout(title="Pixelation autoencoders (block 8): parameters double, validation MSE at equal "
-                                "training time", xaxis_title="architecture (kernel sizes k1, k2)")
-        fig.update_yaxes(title_text="validation MSE", secondary_y=False)
-        fig.update_yaxes(title_text="training cost (s / 1,000 patches)", secondary_y=True)
-        fig.write_html(out_dir / "pix_ae_sweep.html", include_plotlyjs="cdn")
-    except ImportError:
-        pass
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_bar(x=labels, y=[r["val_mse"] for r in rows], name="validation MSE",
+                text=[f"{r['params']:,} params" for r in rows])
+    fig.add_scatter(x=labels, y=[r["seconds_per_1k_patches"] for r in rows], name="s per 1k patches",
+                    mode="lines+markers", secondary_y=True)
+    fig.update_layout(title="Pixelation autoencoders (block 8): parameters double, validation MSE at equal "
+                            "training time", xaxis_title="architecture (kernel sizes k1, k2)")
+    fig.update_yaxes(title_text="validation MSE", secondary_y=False)
+    fig.update_yaxes(title_text="training cost (s / 1,000 patches)", secondary_y=True)
+    fig.write_html(out_dir / "pix_ae_sweep.html", include_plotlyjs="cdn")
     import matplotlib
 
     matplotlib.use("Agg")
