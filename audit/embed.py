@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from deblur.degrade import as_image
+from deblur.degrade import as_image, to_uint8
 
 __all__ = ["EMBEDDERS", "DlibEmbedder", "Embedder", "EmbedderUnavailable", "FacenetEmbedder", "centred_cosine",
            "get_embedder", "l2_distance"]
@@ -55,10 +55,6 @@ class Embedder(Protocol):
     def embed_batch(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray | None]:
         """Embed several images; one entry (or ``None``) per image."""
         ...
-
-
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    return (np.clip(as_image(img), 0, 1) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _face_models_dir() -> Path:
@@ -110,7 +106,7 @@ class DlibEmbedder:
 
     def landmarks(self, img: np.ndarray) -> np.ndarray | None:
         """The five dlib landmarks (``5x2``, x/y pixels) of the face, or ``None`` when none is found."""
-        shape = self._shape_of(_to_uint8(img))
+        shape = self._shape_of(to_uint8(img))
         return None if shape is None else np.array([[shape.part(k).x, shape.part(k).y] for k in range(5)], float)
 
     def _shape_of(self, u8: np.ndarray):
@@ -130,7 +126,7 @@ class DlibEmbedder:
 
     def embed(self, img: np.ndarray) -> np.ndarray | None:
         """128-d embedding of the (largest) face, or ``None`` if no face / alignment failed."""
-        u8 = _to_uint8(img)
+        u8 = to_uint8(img)
         shape = self._shape_of(u8)
         if shape is None:
             return None

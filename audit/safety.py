@@ -47,7 +47,7 @@ import pandas as pd
 from audit.embed import Embedder, get_embedder, l2_distance
 from audit.engine import Gallery
 from audit.metrics import Threshold, group_metrics
-from deblur.degrade import DEGRADATIONS, STRENGTHS, _check_strength, as_image, degrade, quantize
+from deblur.degrade import DEGRADATIONS, STRENGTHS, _check_strength, as_image, degrade, quantize, to_uint8
 from deblur.io import encode_png
 
 __all__ = ["DEFAULT_STRENGTHS", "KINDS", "LOWER_BOUND_NOTE", "NONINVERTIBLE", "SLOW_RESTORERS", "DatasetSafety",
@@ -423,7 +423,7 @@ class _EmbedCache:
         self.cache: dict[bytes, np.ndarray | None] = {}
 
     def __call__(self, img: np.ndarray) -> np.ndarray | None:
-        u8 = (np.clip(img, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+        u8 = to_uint8(img)
         key = hashlib.blake2b(u8.tobytes(), digest_size=16).digest() + bytes(str(u8.shape), "ascii")
         if key not in self.cache:
             self.cache[key] = self.embedder.embed(img)

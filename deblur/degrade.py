@@ -40,6 +40,7 @@ __all__ = [
     "psf",
     "quantize",
     "random_strength",
+    "to_uint8",
 ]
 
 
@@ -254,6 +255,11 @@ def degrade(
     else:
         out[y0:y1, x0:x1] = fn(img, strength)[y0:y1, x0:x1]
     return out
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """An image (anything :func:`as_image` accepts) as ``HxWx3`` uint8, rounded to the nearest level."""
+    return (as_image(img) * 255.0 + 0.5).astype(np.uint8)
 
 
 def quantize(img: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from deblur.degrade import as_image
+from deblur.degrade import as_image, to_uint8
 
 __all__ = ["DETECTORS", "Face", "FaceCrop", "NoFaceError", "crop_face", "detect_faces", "face_crop", "haar_has_face",
            "paste_face"]
@@ -77,10 +77,6 @@ class FaceCrop:
     face: Face
 
 
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    return (np.clip(img, 0, 1) * 255.0 + 0.5).astype(np.uint8)
-
-
 @functools.lru_cache(maxsize=2)
 def _mtcnn(device: str):
     from facenet_pytorch import MTCNN  # heavy import, only when a detection is asked for
@@ -111,7 +107,7 @@ def detect_faces(img: np.ndarray, method: str = "mtcnn", min_size: int = 20, dev
     """
     if method not in DETECTORS:
         raise ValueError(f"unknown face detector {method!r}; choose one of {DETECTORS}")
-    u8 = _to_uint8(as_image(img))
+    u8 = to_uint8(img)
     faces: list[Face] = []
     if method == "haar":
         gray = cv2.cvtColor(u8, cv2.COLOR_RGB2GRAY)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from deblur.degrade import as_image
+from deblur.degrade import as_image, to_uint8
 
 __all__ = ["MAX_PIXELS", "ImageError", "decode_image", "encode_png", "load_image", "save_png"]
 
@@ -78,7 +78,7 @@ def decode_image(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS)
 
 def encode_png(img: np.ndarray) -> bytes:
     """Encode an image as 8-bit PNG bytes with no metadata (no EXIF, no text chunks)."""
-    u8 = (np.clip(as_image(img), 0, 1) * 255.0 + 0.5).astype(np.uint8)
+    u8 = to_uint8(img)
     buf = io.BytesIO()
     Image.fromarray(u8, "RGB").save(buf, format="PNG")
     return buf.getvalue()

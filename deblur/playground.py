@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from deblur import degrade as D
+from deblur.degrade import to_uint8
 from deblur.faces import FaceCrop, NoFaceError, crop_face, face_crop
 from deblur.io import ImageError, load_image
 
@@ -206,11 +207,6 @@ class PlaygroundResult:
     table: pd.DataFrame | None = None
     reading: str = ""
     note: str = ""
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """Round a float image in ``[0, 1]`` to uint8, the way :func:`deblur.io.encode_png` does."""
-    return (np.clip(img, 0, 1) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _identity_view(img: np.ndarray, prepared: Prepared, mode: str) -> np.ndarray | None:

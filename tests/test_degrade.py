@@ -134,3 +134,11 @@ def test_separable_gaussian_equals_the_2d_psf_correlation(img):
     for sigma in (0.7, 2.0, 5.5):
         full = ndimage.correlate(img, D.gaussian_psf(sigma)[:, :, None], mode="reflect")
         np.testing.assert_allclose(D.gaussian(img, sigma), np.clip(full, 0, 1), atol=2e-6)
+
+
+def test_to_uint8_rounds_to_nearest_level_and_validates():
+    img = np.array([[[0.0, 0.5 / 255 + 1e-4, 1.0]]], np.float32)
+    np.testing.assert_array_equal(D.to_uint8(img), [[[0, 1, 255]]])
+    np.testing.assert_array_equal(D.to_uint8(np.full((2, 2), 7, np.uint8)), np.full((2, 2, 3), 7, np.uint8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        D.to_uint8(np.full((2, 2, 3), 2.0, np.float32))
