@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -37,3 +38,35 @@ def small_faces(tmp_path_factory):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """The full app, launched once per test session on a free port with its own GRADIO_TEMP_DIR.
+
+    Yields ``(url, demo)``. Server, browser and safety tests share it; a test that needs a handler pointed
+    elsewhere monkeypatches the handler module (the server runs in this process).
+    """
+    old = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
+    import app
+
+    demo = app.build_app()
+    port = free_port()
+    demo.queue(default_concurrency_limit=app.CONCURRENCY_LIMIT).launch(
+        prevent_thread_lock=True, server_port=port, quiet=True, show_error=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", demo
+    finally:
+        demo.close()
+        if old is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = old

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pandas as pd
@@ -21,33 +20,21 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def browser_app(tmp_path_factory):
-    """The app on a free port and a headless chromium page; yields ``(page, url)``."""
+def browser_app(app_server):
+    """A headless chromium page on the shared app server; yields the page."""
     if not Path(CHROMIUM).is_file() or shutil.which("chromium") is None:
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: CI must install Debian's chromium (.ci/run does)")
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); required when CI is set")
     from playwright.sync_api import sync_playwright
 
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
-    import app
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    demo = app.build_app()
-    demo.queue(default_concurrency_limit=app.CONCURRENCY_LIMIT).launch(
-        prevent_thread_lock=True, server_port=port, quiet=True)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-            page.set_default_timeout(120_000)
-            page.goto(f"http://127.0.0.1:{port}/")
-            yield page
-            browser.close()
-    finally:
-        demo.close()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.set_default_timeout(120_000)
+        page.goto(app_server[0])
+        yield page
+        browser.close()
 
 
 @pytest.fixture(scope="module")

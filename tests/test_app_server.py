@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -18,38 +17,10 @@ from deblur.io import load_image
 from deblur.metrics import psnr
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """The app on a free port, with its own GRADIO_TEMP_DIR; yields ``(url, demo)``."""
-    old = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
-    import app
-
-    demo = app.build_app()
-    port = free_port()
-    demo.queue(default_concurrency_limit=app.CONCURRENCY_LIMIT).launch(
-        prevent_thread_lock=True, server_port=port, quiet=True, show_error=True)
-    try:
-        yield f"http://127.0.0.1:{port}/", demo
-    finally:
-        demo.close()
-        if old is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = old
-
-
 @pytest.fixture
-def client(server) -> Client:
+def client(app_server) -> Client:
     """A fresh client (own session, so component bounds start from the layout's)."""
-    return Client(server[0], verbose=False)
+    return Client(app_server[0], verbose=False)
 
 
 def _slots() -> int:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import socket
 import struct
 from pathlib import Path
 
@@ -248,36 +246,14 @@ def test_default_gallery_uses_the_embedders_registry_key(small_faces, gallery, e
 # The app endpoint, served for real
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def safety_server(tmp_path_factory, gallery):
-    """The full app on a free port, its safety handler pointed at the small test gallery."""
+@pytest.fixture
+def safety_server(app_server, gallery, monkeypatch):
+    """The shared app server, its safety handler pointed at the small test gallery for this test."""
     pytest.importorskip("gradio_client")
     from audit import safety_handlers
 
-    old_temp = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
-    old_gallery = safety_handlers.attacker_gallery
-    safety_handlers.attacker_gallery = lambda: gallery
-    import app
-
-    demo = app.build_app()
-    port = _free_port()
-    demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True, show_error=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-        safety_handlers.attacker_gallery = old_gallery
-        if old_temp is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = old_temp
+    monkeypatch.setattr(safety_handlers, "attacker_gallery", lambda: gallery)
+    return app_server[0]
 
 
 def test_app_safety_endpoint(safety_server):
