@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from audit.embed import Embedder, centred_cosine, get_embedder, l2_distance
+from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
 from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
 from audit.metrics import Threshold, calibrate_threshold
 from deblur.degrade import DEGRADATIONS, as_image, degrade, quantize
@@ -281,7 +281,7 @@ class AuditConfig:
         format: ``folder``, ``celeba``, ``fairface`` or ``utkface`` (detected when ``None``).
         models: restorer names; ``None`` = every restorer available for each degradation.
         degradations: kind → strengths in pixels of the 128-px crop.
-        embedder: embedder name (see :data:`audit.embed.EMBEDDERS`).
+        embedder: embedder name (see :data:`deblur.embed.EMBEDDERS`).
         out: output folder.
         n: at most this many images (first ``n`` in data order).
         n_boot: bootstrap resamples.

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from audit.embed import Embedder, get_embedder, l2_distance
+from deblur.embed import Embedder, get_embedder, l2_distance
 from audit.engine import Gallery
 from audit.metrics import Threshold, group_metrics
 from deblur.degrade import DEGRADATIONS, STRENGTHS, _check_strength, as_image, degrade, quantize, to_uint8
@@ -191,7 +191,7 @@ def gallery_from_faces(faces, embedder: Embedder, n: int | None = None, fmr: flo
 def builtin_gallery(embedder_name: str = "dlib", n: int = 200, seed: int = 0, fmr: float = 0.01) -> Gallery:
     """Clean embeddings of the first ``n`` built-in *test* faces, cached in ``cache_dir()`` (computed once).
 
-    ``embedder_name`` is a key of :data:`audit.embed.EMBEDDERS` (an embedder's ``.key``, not its report name).
+    ``embedder_name`` is a key of :data:`deblur.embed.EMBEDDERS` (an embedder's ``.key``, not its report name).
 
     Embedding 200 faces takes ~16 s on one core; later calls read the ``.npz`` (and this process keeps it).
     """

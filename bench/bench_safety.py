@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--thorough", action="store_true", help="also time the sweep with Richardson-Lucy")
     args = parser.parse_args(argv)
 
-    from audit.embed import get_embedder
+    from deblur.embed import get_embedder
 
     load = os.getloadavg()[0]
     crop = load_image(args.photo)

@@ -48,10 +48,10 @@ COLUMNS = [
 
 
 def _embedder(name: str):
-    """``(embedder, note)`` from :func:`audit.embed.get_embedder` (the audit's embedders, one code path)."""
-    from audit.embed import get_embedder
+    """``(embedder, note)`` from :func:`deblur.embed.get_embedder` (the audit's embedders, one code path)."""
+    from deblur.embed import get_embedder
 
-    return get_embedder(name), f"identity: audit.embed.get_embedder({name!r})"
+    return get_embedder(name), f"identity: deblur.embed.get_embedder({name!r})"
 
 
 def _restorers(kind: str, weights_dir: str | None):
@@ -97,7 +97,7 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
         strengths: degradation -> strengths to evaluate.
         weights_dir: where ``restorers_for`` looks for learned models (None = its default).
         identity: also compute identity distances (dlib, ~80 ms per image).
-        embedder_name: embedder for :func:`audit.embed.get_embedder`.
+        embedder_name: embedder for :func:`deblur.embed.get_embedder`.
         log: progress printer.
         reuse: rows of an earlier run keyed by ``(degradation, strength, restorer)``, used instead of
             recomputing (only pass deterministic restorers: classical and ``none``).

@@ -107,7 +107,7 @@ def restorers(kind: str) -> dict:
 @functools.lru_cache(maxsize=1)
 def embedder():
     """The dlib face embedder, built once per process."""
-    from audit.embed import get_embedder
+    from deblur.embed import get_embedder
 
     return get_embedder(EMBEDDER)
 

@@ -19,7 +19,7 @@ FACE = Path(__file__).resolve().parent.parent / "examples" / "generated-1.png"  
 
 @pytest.fixture(scope="module")
 def embedder():
-    from audit.embed import get_embedder
+    from deblur.embed import get_embedder
 
     return get_embedder("dlib")
 
@@ -231,7 +231,7 @@ def test_dataset_mode_per_group(small_faces, gallery, embedder, tmp_path):
 
 def test_default_gallery_uses_the_embedders_registry_key(small_faces, gallery, embedder, monkeypatch):
     """Without a gallery, both modes build the built-in one for the same embedder (regression: report name)."""
-    from audit.embed import get_embedder
+    from deblur.embed import get_embedder
 
     asked = []
     monkeypatch.setattr(safety, "builtin_gallery", lambda key, *a, **k: asked.append(get_embedder(key).name) or gallery)
