@@ -40,6 +40,7 @@ __all__ = [
     "psf",
     "quantize",
     "random_strength",
+    "recapture",
     "to_uint8",
 ]
 
@@ -280,3 +281,45 @@ def random_strength(kind: str, rng: np.random.Generator, low: float | None = Non
     if spec.integer:
         return float(rng.integers(int(lo), int(hi) + 1))
     return float(rng.uniform(lo, hi))
+
+
+# Re-capture: a second view of the same face, for identity tests that must not compare a photo with itself.
+RECAPTURE_RANGES = {"shift": 0.03, "scale": 0.06, "rotate": 5.0, "gain": 0.12, "gamma": 0.15, "jpeg": (70, 90)}
+
+
+def recapture(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A *second view* of a face crop: the same person as if photographed again.
+
+    A proxy for "another photo of the person" where none exists (generated faces): a random similarity
+    transform about the centre (shift up to ±3 % of the side, scale ±6 %, rotation ±5°, reflect border),
+    a lighting change (gain ±12 %, gamma ±15 %) and JPEG re-encoding at quality 70–90. It keeps pose,
+    expression and age, so a real second photo is *harder* to match than this proxy; results that use it
+    are reported as a proxy (see docs/SAFETY.md). Ranges: :data:`RECAPTURE_RANGES`.
+
+    Args:
+        img: ``HxWx3`` image (anything :func:`as_image` accepts).
+        rng: the only source of randomness (``np.random.default_rng(seed)``).
+
+    Returns:
+        The re-captured ``HxWx3`` float32 image in ``[0, 1]`` (8-bit levels, as decoded from the JPEG).
+    """
+    import cv2  # only this function needs OpenCV (affine warp and JPEG codec)
+
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError("rng must be a numpy.random.Generator (np.random.default_rng(seed))")
+    img = as_image(img)
+    r = RECAPTURE_RANGES
+    h, w = img.shape[:2]
+    dx, dy = rng.uniform(-r["shift"], r["shift"], 2) * (w, h)
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-r["rotate"], r["rotate"]),
+                                     1.0 + rng.uniform(-r["scale"], r["scale"]))
+    matrix[:, 2] += (dx, dy)
+    out = cv2.warpAffine(img, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    gain = 1.0 + rng.uniform(-r["gain"], r["gain"])
+    gamma = 1.0 + rng.uniform(-r["gamma"], r["gamma"])
+    out = np.clip(gain * np.clip(out, 0.0, 1.0) ** gamma, 0.0, 1.0)
+    quality = int(rng.integers(r["jpeg"][0], r["jpeg"][1] + 1))
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(to_uint8(out), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - OpenCV's JPEG encoder does not fail on a valid uint8 image
+        raise RuntimeError("JPEG encoding failed")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0

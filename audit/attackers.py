@@ -1,0 +1,404 @@
+"""The attackers of "Is this blur safe?": each tries to re-identify an obscured face; the verdict needs all to fail.
+
+Every attacker sees the person's photo obscured at each strength of a sweep (the *probe*) and holds a
+gallery in which the person appears through a **different photo** (the *reference*: another photo of the
+same identity, or on generated faces a re-captured second view, :func:`deblur.degrade.recapture`, reported
+as a proxy). It returns one row per strength (per variant), with the distance between its probe embedding
+and the person's reference, the match threshold *of its own embedding space* and whether the nearest face
+of its gallery is the person (rank-1).
+
+- :class:`RestoreAttacker` (``restore``): restore the face with every restorer we have, told the true
+  strength, embed it, match against clean photos. Threshold: the clean gallery's (calibrated at FMR 1 %).
+- :class:`ParrotAttacker` (``parrot``): no restoration; match the obscured probe against a gallery obscured
+  *the same way* (McPherson et al. 2016). Threshold: calibrated on the obscured gallery's impostor pairs at
+  the same FMR, because obscured faces all look alike (a clean threshold would match everyone).
+- :class:`UnknownKernelAttacker` (``unknown-kernel``): does not know the kernel: the blind estimator
+  (:func:`deblur.estimate.estimate`) guesses kind and strength, the classical restorer of the guessed kind
+  restores with the guess, match against clean photos.
+- :class:`LearnedAttacker` (``learned``): a network trained on obscured faces predicts the clean embedding
+  (:class:`deblur.train_attacker.EmbeddingAttacker`, Hao et al. 2020); match against clean photos.
+  Threshold: calibrated on its own impostor pairs (prediction for gallery face *i* vs clean face *j ≠ i*).
+
+A row re-identifies when ``distance <= threshold + margin`` or rank-1 (see :mod:`audit.safety`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from audit.safety import NOISE_SIGMA, builtin_gallery, obscure, with_query
+from deblur.data import builtin_faces, cache_dir
+from deblur.degrade import DEGRADATIONS, as_image, recapture, to_uint8
+from deblur.embed import Embedder, get_embedder, l2_distance
+from deblur.train_attacker import load_attacker
+
+__all__ = ["ATTACKER_NAMES", "AttackContext", "Attacker", "EmbedCache", "GalleryFaces", "LearnedAttacker",
+           "ParrotAttacker", "RestoreAttacker", "UnknownKernelAttacker", "attack_context", "builtin_candidates",
+           "default_attackers", "impostor_threshold"]
+
+ATTACKER_NAMES = ("restore", "parrot", "unknown-kernel", "learned")
+ObscureFn = Callable[..., np.ndarray]  # obscure(img, kind, strength, seed=...) -> 8-bit rounded image
+
+
+class EmbedCache:
+    """Embeds each distinct 8-bit image once (restorers often return their input unchanged)."""
+
+    def __init__(self, embedder: Embedder):
+        self.embedder = embedder
+        self.cache: dict[bytes, np.ndarray | None] = {}
+
+    def __call__(self, img: np.ndarray) -> np.ndarray | None:
+        u8 = to_uint8(img)
+        key = hashlib.blake2b(u8.tobytes(), digest_size=16).digest() + bytes(str(u8.shape), "ascii")
+        if key not in self.cache:
+            self.cache[key] = self.embedder.embed(img)
+        return self.cache[key]
+
+
+@dataclass(frozen=True)
+class GalleryFaces:
+    """Clean photos of the attacker's candidates (never the person), aligned 128-px crops, with ids.
+
+    The parrot obscures them; the learned attacker calibrates its threshold on them. Their clean embeddings
+    must be the rows of the clean gallery with the same ids.
+    """
+
+    ids: tuple[str, ...]
+    images: np.ndarray  # N x 128 x 128 x 3 uint8
+
+    def __post_init__(self):
+        if len(self.ids) != len(self.images):
+            raise ValueError(f"{len(self.ids)} ids for {len(self.images)} gallery images")
+        if len(self.ids) < 2:
+            raise ValueError("the attackers' gallery needs at least 2 faces to calibrate a threshold")
+
+    @property
+    def key(self) -> str:
+        """A short hash of the ids (names cache files)."""
+        return hashlib.blake2b("\n".join(self.ids).encode(), digest_size=6).hexdigest()
+
+
+@dataclass
+class AttackContext:
+    """What every attacker of one sweep shares.
+
+    Attributes:
+        embed: the identity judge (cached per distinct image).
+        gallery: :class:`audit.engine.Gallery` of clean candidate photos plus the person's reference under
+            ``own_id``, with its calibrated threshold.
+        reference: the person's *other* photo (clean crop) the attackers must find.
+        reference_embedding: its clean embedding.
+        own_id: the person's id in the gallery.
+        obscure: ``obscure(img, kind, strength, seed=...)`` of the sweep (same noise sigma and fill colour).
+        seed: the probe's noise seed.
+        fmr: false-match rate the attackers calibrate their thresholds at.
+        second_view: ``"recapture"`` (generated proxy) or ``"other_photo"`` (an identity column).
+        candidates: clean photos of the gallery's candidates (never the person; ids are gallery ids) for the
+            parrot and the learned attacker's calibration.
+    """
+
+    embed: EmbedCache
+    gallery: object
+    candidates: GalleryFaces
+    reference: np.ndarray
+    reference_embedding: np.ndarray
+    own_id: str
+    obscure: ObscureFn
+    seed: int = 0
+    fmr: float = 0.01
+    second_view: str = "recapture"
+    cache: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Attacker(Protocol):
+    """One way to re-identify an obscured face.
+
+    Attributes:
+        name: one of :data:`ATTACKER_NAMES` (the ``attacker`` column of the sweep table).
+        description: one sentence for reports.
+    """
+
+    name: str
+    description: str
+
+    def attack(self, kind: str, strengths: Sequence[float], probes: Sequence[np.ndarray],
+               ctx: AttackContext) -> list[dict]:
+        """Rows (``restorer``, ``label``, ``family``, ``uses_strength``, ``told_strength``, ``strength``,
+        ``distance``, ``threshold``, ``rank1``, ``status``) for the probes obscured with ``kind`` at ``strengths``.
+        An attacker that does not apply to ``kind`` returns no rows."""
+        ...
+
+
+def impostor_threshold(distances: np.ndarray, fmr: float) -> float:
+    """The largest distance at which at most ``fmr`` of these impostor distances match (``method="lower"``)."""
+    d = np.asarray(distances, float).ravel()
+    d = d[np.isfinite(d)]
+    if d.size < 1 / fmr:
+        raise ValueError(f"{d.size} impostor pairs cannot calibrate a false-match rate of {fmr:g}; "
+                         f"use a gallery of at least {math.ceil(math.sqrt(1 / fmr)) + 1} faces")
+    return float(np.quantile(d, fmr, method="lower"))
+
+
+def _match(ctx: AttackContext, emb: np.ndarray | None, threshold: float, gallery=None) -> dict:
+    if emb is None:
+        return {"distance": math.nan, "threshold": threshold, "rank1": False, "status": "no_face"}
+    gallery = gallery if gallery is not None else ctx.gallery
+    return {"distance": l2_distance(emb, ctx.reference_embedding), "threshold": threshold,
+            "rank1": bool(gallery.rank1(emb, ctx.own_id)), "status": "ok"}
+
+
+def _row(kind: str, strength: float, variant: str, label: str, family: str, told: float | None) -> dict:
+    return {"degradation": kind, "strength": float(strength), "restorer": variant, "label": label, "family": family,
+            "uses_strength": told is not None, "told_strength": math.nan if told is None else float(told)}
+
+
+class RestoreAttacker:
+    """Restore (every restorer, told the true strength), embed, match against clean photos.
+
+    Args:
+        plan: kind → {restorer name → (restorer, told strength or ``None`` = the true one)}
+            (:func:`audit.safety.default_restorers`).
+    """
+
+    name = "restore"
+    description = "restores the face with each of our restorers told the true strength, then matches clean photos"
+
+    def __init__(self, plan: dict):
+        self.plan = plan
+
+    def attack(self, kind, strengths, probes, ctx):
+        rows = []
+        for name, (restorer, told) in self.plan.get(kind, {}).items():
+            uses = bool(getattr(restorer, "uses_strength", False))
+            given = [told if told is not None else float(s) for s in strengths] if uses else None
+            try:
+                outs = [as_image(o) for o in restorer.restore_batch(np.stack(probes), given)]
+                error = None
+            except Exception as exc:  # noqa: BLE001 - one failing restorer must not stop the sweep; the row says why
+                outs, error = [], f"error: {type(exc).__name__}: {exc}"[:300]
+            for k, s in enumerate(strengths):
+                row = _row(kind, s, name, getattr(restorer, "label", name), getattr(restorer, "family", ""),
+                           given[k] if given else None)
+                if error:
+                    row.update(distance=math.nan, threshold=ctx.gallery.threshold.distance, rank1=False, status=error)
+                else:
+                    row.update(_match(ctx, ctx.embed(outs[k]), ctx.gallery.threshold.distance))
+                rows.append(row)
+        return rows
+
+
+class ParrotAttacker:
+    """Match the obscured probe against candidates' photos obscured the same way (no restoration).
+
+    Args:
+        disk_cache: cache the obscured candidates' embeddings in ``cache_dir()`` per kind and strength
+            (computing them costs one embedding per candidate and strength, once).
+    """
+
+    name = "parrot"
+    description = "matches the obscured face against candidates' photos obscured the same way"
+
+    def __init__(self, disk_cache: bool = True):
+        self.disk_cache = disk_cache
+
+    def _gallery_embeddings(self, kind: str, s: float, ctx: AttackContext) -> np.ndarray:
+        faces = ctx.candidates
+        # Each candidate's noise (pixelate_noise) is its own draw: a shared pattern would match itself.
+        settings = json.dumps([ctx.embed.embedder.name, kind, s, faces.key, getattr(ctx.obscure, "keywords", {})],
+                              sort_keys=True, default=str)
+        tag = hashlib.blake2b(settings.encode(), digest_size=8).hexdigest()
+        path = cache_dir() / f"parrot-{tag}.npy"
+        if self.disk_cache and path.is_file():
+            return np.load(path, allow_pickle=False)
+        out = np.full((len(faces.ids), ctx.embed.embedder.dim), np.nan)
+        for j, img in enumerate(faces.images):
+            e = ctx.embed.embedder.embed(ctx.obscure(img, kind, s, seed=10_000 + j))
+            if e is not None:
+                out[j] = e
+        if self.disk_cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, out)
+            tmp.replace(path)
+        return out
+
+    def attack(self, kind, strengths, probes, ctx):
+        from audit.engine import Gallery
+
+        rows = []
+        for s, probe in zip(strengths, probes, strict=True):
+            row = _row(kind, s, "none (obscured vs obscured)", "parrot: obscured gallery", "parrot", None)
+            emb = ctx.embed(probe)
+            ref = ctx.embed(ctx.obscure(ctx.reference, kind, s, seed=ctx.seed + 1))
+            gal = self._gallery_embeddings(kind, s, ctx)
+            ok = ~np.isnan(gal).any(axis=1)
+            if ok.sum() < 2 or ref is None:
+                row.update(distance=math.nan, threshold=math.nan, rank1=False,
+                           status="no_face" if emb is None or ref is None else "gallery_unembeddable")
+                rows.append(row)
+                continue
+            g = gal[ok]
+            impostors = np.linalg.norm(g[:, None] - g[None], axis=2)[np.triu_indices(len(g), 1)]
+            threshold = impostor_threshold(impostors, ctx.fmr)
+            ids = [i for i, k in zip(ctx.candidates.ids, ok, strict=True) if k] + [ctx.own_id]
+            gallery = Gallery(ids, np.vstack([g, ref[None]]), g.mean(axis=0), None)
+            if emb is None:
+                row.update(distance=math.nan, threshold=threshold, rank1=False, status="no_face")
+            else:
+                row.update(distance=l2_distance(emb, ref), threshold=threshold, rank1=bool(gallery.rank1(emb, ctx.own_id)),
+                           status="ok")
+            rows.append(row)
+        return rows
+
+
+class UnknownKernelAttacker:
+    """Guess kind and strength with the blind estimator, restore with the classical restorer of the guess.
+
+    Args:
+        estimate: ``estimate(img) -> Estimate`` (:func:`deblur.estimate.estimate`).
+        restorers: kind → restorer told the estimated strength (default: the non-blind classical one).
+    """
+
+    name = "unknown-kernel"
+    description = "guesses the kernel with the blind estimator and restores with the guess"
+
+    def __init__(self, estimate: Callable, restorers: dict | None = None):
+        self.estimate = estimate
+        if restorers is None:
+            from deblur.classical import classical_restorers
+
+            restorers = {k: next(r for n, r in classical_restorers(k).items() if n != "none") for k in DEGRADATIONS}
+        self.restorers = restorers
+
+    def attack(self, kind, strengths, probes, ctx):
+        rows = []
+        for s, probe in zip(strengths, probes, strict=True):
+            est = self.estimate(probe)
+            guess, told = est.kind, est.for_restorer()
+            restorer = self.restorers[guess]
+            row = _row(kind, s, f"{restorer.name} on the estimate", f"blind estimate: {guess} {told:g}",
+                       "unknown-kernel", told)
+            row["estimated_kind"] = guess
+            restored = as_image(restorer.restore_batch(probe[None], [told])[0])
+            row.update(_match(ctx, ctx.embed(restored), ctx.gallery.threshold.distance))
+            rows.append(row)
+        return rows
+
+
+class LearnedAttacker:
+    """A network trained on obscured faces predicts the clean embedding; match against clean photos.
+
+    Args:
+        model: :class:`deblur.train_attacker.EmbeddingAttacker`.
+    """
+
+    name = "learned"
+    description = "a network trained on obscured faces predicts the clean identity embedding"
+
+    def __init__(self, model):
+        self.model = model
+
+    def _threshold(self, kind: str, s: float, ctx: AttackContext) -> float:
+        key = ("learned-threshold", kind, s)
+        if key not in ctx.cache:
+            index = {i: k for k, i in enumerate(ctx.gallery.ids)}
+            rows = [index.get(i) for i in ctx.candidates.ids]
+            if any(r is None for r in rows):
+                raise ValueError("every candidate photo of the learned attacker must be in the clean gallery")
+            obscured = [ctx.obscure(img, kind, s, seed=10_000 + j) for j, img in enumerate(ctx.candidates.images)]
+            pred = self.model.predict(obscured, kind, [s] * len(obscured))
+            clean = ctx.gallery.embeddings[rows]
+            d = np.linalg.norm(pred[:, None] - clean[None], axis=2)
+            ctx.cache[key] = impostor_threshold(d[~np.eye(len(d), dtype=bool)], ctx.fmr)
+        return ctx.cache[key]
+
+    def attack(self, kind, strengths, probes, ctx):
+        if kind not in self.model.kinds:
+            return []
+        pred = self.model.predict(list(probes), kind, [float(s) for s in strengths])
+        rows = []
+        for k, s in enumerate(strengths):
+            row = _row(kind, s, self.model.name, "learned: obscured face -> clean embedding", "learned", s)
+            row.update(_match(ctx, pred[k], self._threshold(kind, float(s), ctx)))
+            rows.append(row)
+        return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Defaults: the built-in candidates, the context of one face, every attacker
+
+
+def builtin_candidates(n: int = 100, seed: int = 0) -> GalleryFaces:
+    """The first ``n`` built-in *test* faces (all in :func:`audit.safety.builtin_gallery`), as attack candidates."""
+    faces = builtin_faces(4000, seed).subset("test")
+    return GalleryFaces(tuple(faces.ids[:n]), faces.images[:n])
+
+
+def attack_context(clean: np.ndarray, *, embedder: Embedder | None = None, gallery=None,
+                   candidates: GalleryFaces | None = None, references: Sequence[np.ndarray] = (), seed: int = 0,
+                   noise: float = NOISE_SIGMA, fill: str = "mean", fmr: float = 0.01,
+                   own_id: str = "query") -> AttackContext | None:
+    """Everything the attackers need to attack one face, or ``None`` when the embedder cannot read its second view.
+
+    Args:
+        clean: the person's clean 128-px crop (the photo that gets obscured).
+        embedder: identity judge (default dlib).
+        gallery: clean candidate gallery (default :func:`audit.safety.builtin_gallery`); the person's reference
+            is added under ``own_id``.
+        candidates: candidates' clean photos (default :func:`builtin_candidates`), restricted to gallery ids.
+        references: the person's *other* photos (clean crops). Without them a re-captured view of ``clean``
+            (:func:`deblur.degrade.recapture`, seeded by ``seed``) stands in, reported as a proxy.
+        seed, noise, fill: the obscuring of the sweep.
+        fmr: false-match rate of every attacker's threshold.
+        own_id: the person's id in the galleries.
+    """
+    embed = EmbedCache(embedder or get_embedder("dlib"))
+    base = gallery if gallery is not None else builtin_gallery(embed.embedder.key)
+    if references:
+        reference, second_view = as_image(references[0]), "other_photo"
+    else:
+        reference, second_view = recapture(clean, np.random.default_rng([seed, 31])), "recapture"
+    ref_emb = embed(reference)
+    if ref_emb is None:
+        return None
+    full = with_query(base, ref_emb, own_id)
+    for extra in references[1:]:  # further photos of the person: more chances for rank-1
+        e = embed(as_image(extra))
+        if e is not None:
+            full = type(full)(full.ids + [own_id], np.vstack([full.embeddings, e[None]]), full.centre, full.threshold)
+    cands = candidates if candidates is not None else builtin_candidates()
+    keep = [k for k, i in enumerate(cands.ids) if i in set(full.ids) and i != own_id]
+    cands = GalleryFaces(tuple(cands.ids[k] for k in keep), cands.images[keep])
+    return AttackContext(embed, full, cands, reference, ref_emb, own_id,
+                         functools.partial(obscure, noise=noise, fill=fill), seed, fmr, second_view)
+
+
+def default_attackers(kinds: Sequence[str], *, plan: dict | None = None, thorough: bool = False,
+                      learned: bool = True, unknown_kernel: bool = True, disk_cache: bool = True) -> list:
+    """Every attacker: restore (every restorer, ``plan`` or :func:`audit.safety.default_restorers`), parrot,
+    unknown kernel (blind estimator) and learned (the shipped :func:`deblur.train_attacker.load_attacker`).
+
+    Raises:
+        FileNotFoundError / ValueError: when the learned attacker's weights are missing or altered (no silent
+            fallback: pass ``learned=False`` to leave it out knowingly).
+    """
+    from audit.safety import default_restorers
+
+    out = [RestoreAttacker(plan if plan is not None else default_restorers(list(kinds), thorough)),
+           ParrotAttacker(disk_cache)]
+    if unknown_kernel:
+        from deblur.estimate import estimate
+
+        out.append(UnknownKernelAttacker(estimate))
+    if learned:
+        out.append(LearnedAttacker(load_attacker()))
+    return out
