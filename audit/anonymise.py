@@ -168,7 +168,8 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
     Raises:
         ValueError: unknown kind, a box outside the photo, or an empty ladder.
     """
-    from audit.safety import attack_context, default_attackers, obscure
+    from audit.attackers import attack_context, default_attackers
+    from audit.safety import obscure
 
     start = time.perf_counter()
     if kind not in LADDER:
@@ -226,11 +227,15 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
 
 @functools.lru_cache(maxsize=1)
 def _dlib_pipeline():
-    import dlib  # dlib's own pipeline, deliberately not through deblur.embed
-    import face_recognition_models as frm
+    import importlib.util
 
-    return (dlib.get_frontal_face_detector(), dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
-            dlib.face_recognition_model_v1(frm.face_recognition_model_location()))
+    import dlib  # dlib's own pipeline, deliberately not through deblur.embed
+
+    # the model files' folder, found without importing face_recognition_models (it needs pkg_resources)
+    spec = importlib.util.find_spec("face_recognition_models")
+    models = Path(list(spec.submodule_search_locations)[0]) / "models"
+    return (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat")),
+            dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat")))
 
 
 def _dlib_faces(img: np.ndarray, upsample: int) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
@@ -296,3 +301,54 @@ def example_group_photo(n_generated: int = 4, tile: int = 224, seed: int = 0) ->
         y, x = (k // 3) * tile + (tile - side) // 2, (k % 3) * tile + (tile - side) // 2
         photo[y:y + side, x:x + side] = np.clip(face, 0, 1)
     return quantize(photo), [p[0] for p in people]
+
+
+def anonymise_file(photo_path: str | Path, out: str | Path, *, boxes: Sequence[str] = (), kind: str = "pixelate_noise",
+                   seed: int = 0, check: bool = True, echo: Callable[[str], None] = print) -> int:
+    """The ``--anonymise`` command: read a photo, anonymise it, write ``out`` (PNG) and ``<out>.report.csv/json``.
+
+    Returns:
+        The exit status: 0 done, 2 bad input (message printed), 3 no face found and no ``--box`` given.
+    """
+    import json
+    import sys
+
+    from deblur.io import load_image
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        echo(f"--out must name a .png file for --anonymise (PNG keeps no metadata), got {out}")
+        return 2
+    try:
+        photo = load_image(photo_path)
+        parsed = [parse_box(b) for b in boxes]
+    except (OSError, ValueError) as exc:
+        echo(f"cannot anonymise {photo_path}: {exc}")
+        return 2
+    res = anonymise(photo, boxes=parsed, kind=kind, seed=seed,
+                    progress=lambda f, m: print(f"\r{m}", end="", file=sys.stderr, flush=True))
+    print(file=sys.stderr)
+    if not res.faces:
+        echo(f"no face found in {photo_path}; nothing was written. If there is a face, give its box with "
+             "--box x0,y0,x1,y1 (pixels of the photo).")
+        return 3
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(res.png())
+    report = res.report()
+    report.to_csv(out.with_suffix(".report.csv"), index=False)
+    info = {"photo": str(photo_path), "output": str(out), "seconds": round(res.seconds, 2), **res.settings,
+            "faces": report.to_dict(orient="records")}
+    if check:
+        info["independent_dlib_check"] = independent_check(photo, res.image)
+    out.with_suffix(".report.json").write_text(json.dumps(info, indent=1, default=str))
+    cols = [c for c in ("face", "source", "kind", "strength_crop_px", "strength_photo_px", "verdict", "closest_attacker",
+                        "closest_distance", "closest_threshold") if c in report]
+    echo(report[cols].to_string(index=False))
+    if check:
+        c = info["independent_dlib_check"]
+        echo(f"independent dlib check (HOG -> 5 landmarks -> descriptor, threshold {c['threshold']}): "
+             f"{c['faces_original']} faces in the original, {c['faces_anonymised']} in the output, "
+             f"{len(c['matches'])} re-identified")
+    echo(f"wrote {out} (no metadata), {out.with_suffix('.report.csv')}, {out.with_suffix('.report.json')} "
+         f"in {res.seconds:.1f} s")
+    return 0

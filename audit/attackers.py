@@ -337,7 +337,7 @@ class LearnedAttacker:
 # Defaults: the built-in candidates, the context of one face, every attacker
 
 
-def builtin_candidates(n: int = 100, seed: int = 0) -> GalleryFaces:
+def builtin_candidates(n: int = 50, seed: int = 0) -> GalleryFaces:
     """The first ``n`` built-in *test* faces (all in :func:`audit.safety.builtin_gallery`), as attack candidates."""
     faces = builtin_faces(4000, seed).subset("test")
     return GalleryFaces(tuple(faces.ids[:n]), faces.images[:n])

@@ -108,8 +108,11 @@ def embedding_targets(faces, embedder_key: str = "dlib", tag: str = "") -> np.nd
     path = cache_dir() / f"attacker-targets-{embedder.name}-{tag}-n{len(faces)}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
-            if list(z["ids"]) == list(faces.ids):
-                return z["embeddings"]
+            cached = z["embeddings"] if list(z["ids"]) == list(faces.ids) else None
+        # the embedder's crop geometry may change under the same name: re-embed one face to be sure
+        probe = embedder.embed(faces.image(0))
+        if cached is not None and probe is not None and np.allclose(cached[0], probe, atol=1e-5):
+            return cached
     out = np.full((len(faces), embedder.dim), np.nan)
     for i in range(len(faces)):
         e = embedder.embed(faces.image(i))
