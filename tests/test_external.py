@@ -376,3 +376,19 @@ def test_restore_batch_raises_the_failure(gradio_app):
     with pytest.raises(RestoreFailure, match="exception"):
         restorer.restore_batch(np.stack([face()]))
     close_restorers({"gaussian": {"b": restorer}})
+
+
+def test_evaluate_cli_external(user_module, tmp_path):
+    from deblur.evaluate import main
+
+    out = tmp_path / "eval"
+    assert main(["--out", str(out), "--n", "3", "--faces-n", "64", "--no-identity", "--strengths", "gaussian:3",
+                 "--external", "mine=user_restorers:upscale", "--external", "boom=user_restorers:boom"]) == 0
+    with open(out / "eval.csv", newline="") as fh:
+        rows = {r["restorer"]: r for r in csv.DictReader(fh)}
+    assert rows["mine"]["family"] == "external" and rows["mine"]["n"] == "3" and rows["mine"]["n_failed"] == "0"
+    assert float(rows["mine"]["psnr"]) > 20
+    assert rows["boom"]["n"] == "0" and rows["boom"]["n_failed"] == "3" and rows["boom"]["failures"] == "error:exception=3"
+    assert "`boom` (3 failed: error:exception=3)" in (out / "eval.md").read_text()
+    with pytest.raises(SystemExit):
+        main(["--out", str(out), "--n", "1", "--external", "x=no_such_module_here:fn"])
