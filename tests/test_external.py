@@ -388,7 +388,7 @@ def test_evaluate_cli_external(user_module, tmp_path):
         rows = {r["restorer"]: r for r in csv.DictReader(fh)}
     assert rows["mine"]["family"] == "external" and rows["mine"]["n"] == "3" and rows["mine"]["n_failed"] == "0"
     assert float(rows["mine"]["psnr"]) > 20
-    assert rows["boom"]["n"] == "0" and rows["boom"]["n_failed"] == "3" and rows["boom"]["failures"] == "error:exception=3"
+    assert (rows["boom"]["n"], rows["boom"]["n_failed"], rows["boom"]["failures"]) == ("0", "3", "error:exception=3")
     assert "`boom` (3 failed: error:exception=3)" in (out / "eval.md").read_text()
     with pytest.raises(SystemExit):
         main(["--out", str(out), "--n", "1", "--external", "x=no_such_module_here:fn"])
