@@ -73,7 +73,8 @@ class FaceReport:
         kind, strength: the obscuring applied (strength in pixels of the 128-px crop).
         strength_photo: the same strength in pixels of the photo.
         verdict: ``"safe"`` (no attacker re-identifies), ``"filled"`` (every strength was beaten, or the face
-            could not be verified) or ``"not verified"`` (``verify=False``).
+            could not be verified; the black fill was attacked too), ``"not verified"`` (``verify=False``) or
+            ``"RE-IDENTIFIED even when filled"`` (never expected; reported, not hidden).
         attempts: ``(kind, strength, winning attacker or "")`` per strength tried.
         rows: the attack rows of the final attempt (one per attacker and variant).
     """
@@ -187,7 +188,7 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
         if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h or x1 <= x0 or y1 <= y0:
             raise ValueError(f"face box {tuple(b)} lies outside the {w}x{h} photo (x0,y0,x1,y1 in pixels)")
         faces.append((Face((x0, y0, x1, y1), 1.0), "manual"))
-    attackers = list(attackers) if attackers is not None else (default_attackers([kind]) if verify else [])
+    attackers = list(attackers) if attackers is not None else (default_attackers([kind, "fill"]) if verify else [])
     context = context or functools.partial(attack_context, seed=seed)
     out = img.copy()
     reports = []
@@ -197,25 +198,30 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
         crop = crop_face(img, face, 128)
         clean = quantize(crop.image)
         ctx = context(clean) if verify else None
+
+        def attack(k: str, s: float) -> tuple[pd.DataFrame, str]:
+            trial = paste_face(out, obscure(clean, k, s, seed=seed + i, fill="black"), crop, FEATHER)
+            probe = _recut(trial, crop)  # what an attacker cuts from the published photo
+            rows = pd.concat([pd.DataFrame(a.attack(k, [s], [probe], ctx)).assign(attacker=a.name) for a in attackers],
+                             ignore_index=True)
+            hit = rows[(rows["distance"] <= rows["threshold"]).fillna(False) | rows["rank1"].astype(bool)]
+            return rows, "" if hit.empty else f"{hit.iloc[0]['attacker']}: {hit.iloc[0]['restorer']}"
+
         attempts, rows, verdict, used = [], None, "not verified", (kind, float(steps[0]))
         if verify and ctx is None:
             used, verdict = ("fill", 1.0), "filled"
-            attempts.append((kind, float(steps[0]), "not verifiable: the embedder finds no face in the clean crop"))
+            attempts.append((kind, float(steps[0]), "not verifiable: the embedder cannot read the face's second view"))
         elif verify:
-            verdict = "filled"
-            for s in steps:
-                trial = paste_face(out, obscure(clean, kind, float(s), seed=seed + i, fill="black"), crop, FEATHER)
-                probe = _recut(trial, crop)
-                rows = pd.concat([pd.DataFrame(a.attack(kind, [float(s)], [probe], ctx)).assign(attacker=a.name)
-                                  for a in attackers], ignore_index=True)
-                hit = rows[(rows["distance"] <= rows["threshold"]).fillna(False) | rows["rank1"].astype(bool)]
-                winner = "" if hit.empty else f"{hit.iloc[0]['attacker']}: {hit.iloc[0]['restorer']}"
-                attempts.append((kind, float(s), winner))
+            for s in (*steps, None):
+                k, s = (kind, float(s)) if s is not None else ("fill", 1.0)
+                rows, winner = attack(k, s)
+                attempts.append((k, s, winner))
+                used = (k, s)
                 if not winner:
-                    used, verdict = (kind, float(s)), "safe"
+                    verdict = "safe" if k == kind else "filled"
                     break
             else:
-                used = ("fill", 1.0)
+                verdict = "RE-IDENTIFIED even when filled"
         k, s = used
         out = paste_face(out, obscure(clean, k, s, seed=seed + i, fill="black"), crop, FEATHER)
         reports.append(FaceReport(i, tuple(float(v) for v in face.box), source, face.score, k, s,

@@ -139,13 +139,19 @@ class Attacker(Protocol):
 
 
 def impostor_threshold(distances: np.ndarray, fmr: float) -> float:
-    """The largest distance at which at most ``fmr`` of these impostor distances match (``method="lower"``)."""
-    d = np.asarray(distances, float).ravel()
+    """The largest impostor distance ``t`` with at most ``fmr`` of the impostor distances ``<= t``.
+
+    Ties count: when obscuring makes many faces identical (solid fill) no ``t`` qualifies and the result is
+    ``-inf`` (nothing matches on distance; only a strict rank-1 could).
+    """
+    d = np.sort(np.asarray(distances, float).ravel())
     d = d[np.isfinite(d)]
     if d.size < 1 / fmr:
         raise ValueError(f"{d.size} impostor pairs cannot calibrate a false-match rate of {fmr:g}; "
-                         f"use a gallery of at least {math.ceil(math.sqrt(1 / fmr)) + 1} faces")
-    return float(np.quantile(d, fmr, method="lower"))
+                         f"use a gallery of at least {math.ceil(math.sqrt(2 / fmr)) + 1} faces")
+    rate = np.searchsorted(d, d, side="right") / d.size  # fraction of impostors matching at threshold d[k]
+    ok = np.flatnonzero(rate <= fmr)
+    return float(d[ok[-1]]) if ok.size else -math.inf
 
 
 def _match(ctx: AttackContext, emb: np.ndarray | None, threshold: float, gallery=None) -> dict:
@@ -232,8 +238,6 @@ class ParrotAttacker:
         return out
 
     def attack(self, kind, strengths, probes, ctx):
-        from audit.engine import Gallery
-
         rows = []
         for s, probe in zip(strengths, probes, strict=True):
             row = _row(kind, s, "none (obscured vs obscured)", "parrot: obscured gallery", "parrot", None)
@@ -249,12 +253,12 @@ class ParrotAttacker:
             g = gal[ok]
             impostors = np.linalg.norm(g[:, None] - g[None], axis=2)[np.triu_indices(len(g), 1)]
             threshold = impostor_threshold(impostors, ctx.fmr)
-            ids = [i for i, k in zip(ctx.candidates.ids, ok, strict=True) if k] + [ctx.own_id]
-            gallery = Gallery(ids, np.vstack([g, ref[None]]), g.mean(axis=0), None)
             if emb is None:
                 row.update(distance=math.nan, threshold=threshold, rank1=False, status="no_face")
             else:
-                row.update(distance=l2_distance(emb, ref), threshold=threshold, rank1=bool(gallery.rank1(emb, ctx.own_id)),
+                d = l2_distance(emb, ref)
+                # strictly nearer than every candidate: identical obscured faces (fill) identify nobody
+                row.update(distance=d, threshold=threshold, rank1=bool(d < np.linalg.norm(g - emb, axis=1).min()),
                            status="ok")
             rows.append(row)
         return rows

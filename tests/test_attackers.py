@@ -26,12 +26,26 @@ from deblur.io import load_image
 
 
 @pytest.fixture(scope="module")
-def small():
-    """Six built-in test faces as candidates and gallery (threshold at FMR 0.2: 15 impostor pairs)."""
-    test = builtin_faces(4000, 0).subset("test")
-    sub = type(test)(test.images[:6], test.ids[:6], test.split[:6], test.meta)
-    gallery = gallery_from_faces(sub, get_embedder("dlib"), fmr=0.2)
-    return gallery, GalleryFaces(tuple(sub.ids), sub.images)
+def small(small_faces):
+    """Six built-in faces as candidates and gallery (threshold at FMR 0.2: 15 impostor pairs)."""
+    gallery = gallery_from_faces(small_faces, get_embedder("dlib"), n=6, fmr=0.2)
+    return gallery, GalleryFaces(tuple(small_faces.ids[:6]), small_faces.images[:6])
+
+
+@pytest.fixture(scope="module")
+def unseen(tmp_path_factory):
+    """16 faces of generator seed 1: never seen by the learned attacker (trained on seed 0)."""
+    import os
+
+    old = os.environ.get("FACEDRIFT_CACHE")
+    os.environ["FACEDRIFT_CACHE"] = str(tmp_path_factory.mktemp("unseen"))
+    try:
+        return builtin_faces(16, seed=1).floats()
+    finally:
+        if old is None:
+            os.environ.pop("FACEDRIFT_CACHE")
+        else:
+            os.environ["FACEDRIFT_CACHE"] = old
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +80,7 @@ def test_context_uses_a_second_view_not_the_photo_itself(face, small):
 
 def test_impostor_threshold_refuses_too_few_pairs():
     assert impostor_threshold(np.arange(100.0), 0.01) == 0.0
+    assert impostor_threshold(np.zeros(100), 0.01) == -np.inf, "identical faces (fill) must not all match"
     with pytest.raises(ValueError, match="cannot calibrate"):
         impostor_threshold(np.arange(5.0), 0.01)
 
@@ -100,12 +115,11 @@ def test_restore_attacker_reports_a_failing_restorer_in_its_row(face, small):
     assert rows[0]["told_strength"] == 2.0
 
 
-def test_learned_attacker_is_shipped_and_beats_chance(face, small):
+def test_learned_attacker_is_shipped_and_beats_chance(face, small, unseen):
     from deblur.train_attacker import load_attacker
 
     model = load_attacker()
-    test = builtin_faces(4000, 0).subset("test")
-    faces = [test.images[100 + k].astype(np.float32) / 255 for k in range(16)]  # not in the 6-face gallery
+    faces = list(unseen)
     emb = get_embedder("dlib")
     clean = np.stack([emb.embed(f) for f in faces])
     ctx = _ctx(face, small)
