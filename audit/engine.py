@@ -26,10 +26,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
+from audit.data import face_source
 from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
 from audit.metrics import Threshold, calibrate_threshold
 from deblur.degrade import DEGRADATIONS, as_image, degrade, quantize
+from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
 from deblur.faces import haar_has_face
 from deblur.metrics import psnr, ssim
 
@@ -362,41 +363,6 @@ def resolve_restorers(models: Sequence[str] | None, kinds: Sequence[str]) -> dic
     return {kind: {m: found[m] for m in models if m in found} for kind, found in available.items()}
 
 
-def _items(config: AuditConfig):
-    """Yield ``(image_id, image or None, labels, skip_reason)`` and return metadata about the source."""
-    if config.data == "builtin":
-        from deblur.data import builtin_faces
-
-        faces = builtin_faces(n=4000, seed=0).subset("test")
-        meta = {"source": "builtin generated faces, test split", "group_columns": [],
-                "notes": [faces.meta.get("source")], "skipped": []}
-
-        def gen():
-            for i in range(min(config.n, len(faces))):
-                yield faces.ids[i], faces.image(i), {}, None
-        return meta, gen(), min(config.n, len(faces))
-    from deblur.io import ImageError
-    from deblur.loaders import iter_images, load_dataset
-
-    faces = load_dataset(config.data, labels=config.labels, fmt=config.format)
-    skipped = [{"id": str(r.get("id")), "path": str(r.get("path")), "reason": str(r.get("reason"))}
-               for r in faces.skipped.to_dict("records")]
-    meta = {"source": faces.source, "group_columns": list(faces.group_columns), "notes": list(faces.notes),
-            "skipped": skipped, "label_source": faces.label_source}
-    total = min(config.n, len(faces))
-
-    def gen():
-        for k, (row, image) in enumerate(iter_images(faces)):
-            if k >= total:
-                return
-            labels = {c: str(row[c]) for c in faces.group_columns}
-            if isinstance(image, ImageError):
-                yield str(row["id"]), None, labels, f"unreadable image: {image}"
-            else:
-                yield str(row["id"]), image, labels, None
-    return meta, gen(), total
-
-
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -419,7 +385,7 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None) -> AuditR
     out.mkdir(parents=True, exist_ok=True)
     restorers = resolve_restorers(config.models, list(config.degradations))
     embedder = get_embedder(config.embedder)
-    meta, items, total = _items(config)
+    meta, items, total = face_source(config.data, labels=config.labels, fmt=config.format, n=config.n)
     progress = progress or (lambda stage, done, total: None)
 
     cleans: list[CleanFace] = []
