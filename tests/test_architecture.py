@@ -119,6 +119,8 @@ def test_the_checker_finds_a_cycle_and_a_relative_import(tmp_path):
     assert {"pkg", "pkg.sibling", "inner"} <= names and "hidden" not in names
 
 
+@pytest.mark.xfail(strict=True, reason="deblur.loaders <-> deblur.fairface until audit/data/ lands (arch-audit): "
+                   "delete this marker then")
 def test_no_import_cycle_among_our_modules():
     graph = import_graph()
     assert len(graph) > 20, "the checker found too few modules: is ROOT right?"
@@ -126,6 +128,8 @@ def test_no_import_cycle_among_our_modules():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+@pytest.mark.xfail(strict=True, reason="playground, app_handlers and safety_handlers until the ui/ package lands "
+                   "(arch-ui, issue 12 part A): delete this marker then")
 def test_only_the_ui_imports_gradio():
     offenders = sorted(name for name, path in our_modules().items()
                        if not (name == "app" or name == "ui" or name.startswith("ui."))
