@@ -13,6 +13,8 @@ import numpy as np
 
 from audit.groups import PREDICTED_ATTRIBUTES
 from deblur.degrade import DEGRADATIONS, degrade
+from deblur.external import parse_external
+from deblur.external.spec import DEFAULT_CONCURRENCY
 
 __all__ = ["DEFAULT_DEGRADATIONS", "ROW_FIELDS", "AuditConfig"]
 
@@ -25,7 +27,7 @@ ROW_FIELDS = (
     "sim_restored_clean", "sim_degraded_clean", "threshold", "match_restored", "match_degraded",
     "rank1_restored", "rank1_degraded", "face_detected_restored", "psnr_restored", "ssim_restored",
     "psnr_degraded", "ssim_degraded", "ita_clean", "ita_restored", "delta_ita", "lightness_clean",
-    "delta_lightness", "seconds",
+    "delta_lightness", "seconds", "note",
 )
 
 
@@ -51,6 +53,8 @@ class AuditConfig:
         reference: attribute → reference group (default: the largest group).
         contact_sheets: write contact sheets of the predicted skin-tone bins.
         plotlyjs: ``"inline"`` (figures.html works offline) or ``"cdn"`` (small file, needs internet to view).
+        external: external restorer specs ``NAME=SPEC`` (:mod:`deblur.external`), audited next to ours.
+        external_concurrency: calls in flight per external restorer (a spec's ``concurrency=`` overrides it).
     """
 
     data: str = "builtin"
@@ -70,6 +74,8 @@ class AuditConfig:
     reference: Mapping[str, str] = field(default_factory=dict)
     contact_sheets: bool = True
     plotlyjs: str = "inline"
+    external: Sequence[str] = ()
+    external_concurrency: int = DEFAULT_CONCURRENCY
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a helpful message for a bad setting."""
@@ -84,3 +90,7 @@ class AuditConfig:
             raise ValueError(f"n_boot must be >= 1, got {self.n_boot}")
         if not 0 < self.fmr < 1:
             raise ValueError(f"fmr must be in (0, 1), got {self.fmr}")
+        if self.external_concurrency < 1:
+            raise ValueError(f"external_concurrency must be >= 1, got {self.external_concurrency}")
+        for spec in self.external:
+            parse_external(spec)  # raises with the syntax
