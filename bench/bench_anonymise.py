@@ -4,7 +4,7 @@ Usage::
 
     python bench/bench_anonymise.py [--repeats 3]
 
-The photo is :func:`audit.anonymise.example_group_photo` (two real photographs, four generated faces). After a
+The photo is :func:`audit.safety.anonymise.example_group_photo` (two real photographs, four generated faces). After a
 warm-up call (detector, embedder, restorers, learned attacker and the attackers' cached galleries loaded once,
 as in the app), rows are the median of ``--repeats``:
 
@@ -21,7 +21,7 @@ import argparse
 import statistics
 import time
 
-from audit.anonymise import anonymise, example_group_photo
+from audit.safety.anonymise import anonymise, example_group_photo
 from deblur.faces import detect_faces
 
 TARGET_S = 10.0

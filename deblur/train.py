@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ from deblur import degrade
 from deblur.data import builtin_faces
 from deblur.models import PatchDiscriminator, build_model, count_params
 from deblur.restore import assemble_input, pick_device
+from deblur.train_attacker import attacker_entries
+from deblur.train_attacker import main as attacker_main
 
 __all__ = ["TrainConfig", "checkerboard_energy", "checkerboard_report", "evaluate", "make_pairs",
            "psnr", "train"]
@@ -596,7 +599,8 @@ def ship(weights_dir: str | Path = "weights") -> dict:
         models[name] = entry
         write_card(name, entry, weights_dir / "cards")
     manifest = {"version": 1, "note": "written by `python -m deblur.train --ship`; metrics are on the held-out test "
-                                      "split of the built-in faces", "models": models}
+                                      "split of the built-in faces", "models": models,
+                "attackers": attacker_entries(weights_dir)}
     (weights_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     (weights_dir / "RESULTS.md").write_text(results_table(models))
     return manifest
@@ -646,6 +650,11 @@ def _parse(argv=None) -> TrainConfig | None:
 
 
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "id_regressor" in argv and argv[argv.index("id_regressor") - 1] == "--model":  # the learned attacker
+        argv = argv[:argv.index("id_regressor") - 1] + argv[argv.index("id_regressor") + 1:]
+        attacker_main(argv)
+        return
     cfg = _parse(argv)
     if cfg is None:
         manifest = ship()

@@ -21,8 +21,10 @@ strength), ``train_seconds``, ``device``, ``params``, ``data``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,7 +57,7 @@ class AttackerConfig:
     Attributes:
         name: checkpoint name.
         embedder: key of :data:`deblur.embed.EMBEDDERS` whose embeddings are the targets.
-        width: :class:`IdRegressor` width.
+        hidden, size: :class:`IdRegressor` hidden width and thumbnail side (px).
         minutes: wall-clock training budget.
         batch: faces per step.
         lr: AdamW learning rate (cosine decay over the budget).
@@ -70,10 +72,11 @@ class AttackerConfig:
 
     name: str = "id_regressor-dlib"
     embedder: str = "dlib"
-    width: int = 32
-    minutes: float = 6.0
-    batch: int = 64
-    lr: float = 2e-3
+    hidden: int = 512
+    size: int = 16
+    minutes: float = 8.0
+    batch: int = 256
+    lr: float = 1e-3
     views: int = 4
     nce_weight: float = 0.1
     tau: float = 0.05
@@ -97,8 +100,8 @@ def obscure_for_attacker(img: np.ndarray, kind: str, strength: float, seed: int 
     return degrade.quantize(out)
 
 
-def _to_input(img: np.ndarray, size: int = IdRegressor.size) -> np.ndarray:
-    """``HxWx3`` float image -> ``size x size x 3`` float32 (area downsampling, as a 64-px recogniser sees it)."""
+def _to_input(img: np.ndarray, size: int) -> np.ndarray:
+    """``HxWx3`` float image -> ``size x size x 3`` float32 (area downsampling)."""
     return cv2.resize(degrade.as_image(img), (size, size), interpolation=cv2.INTER_AREA)
 
 
@@ -125,10 +128,11 @@ def embedding_targets(faces, embedder_key: str = "dlib", tag: str = "") -> np.nd
     return out
 
 
-def _views(images: np.ndarray, views: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """``views`` obscured, 64-px versions per face (half of them re-captured first)."""
+def _views(images: np.ndarray, views: int, rng: np.random.Generator, size: int
+           ) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """``views`` obscured, ``size``-px versions per face (half of them re-captured first)."""
     n = len(images) * views
-    x = np.empty((n, IdRegressor.size, IdRegressor.size, 3), np.uint8)
+    x = np.empty((n, size, size, 3), np.uint8)
     kinds, strengths = [], np.empty(n, np.float32)
     for j in range(n):
         face = images[j // views].astype(np.float32) / 255.0
@@ -137,7 +141,7 @@ def _views(images: np.ndarray, views: int, rng: np.random.Generator) -> tuple[np
         kind = KINDS[int(rng.integers(len(KINDS)))]
         lo, hi = TRAIN_STRENGTHS[kind]
         s = float(rng.uniform(lo, hi)) if kind == "gaussian" else float(rng.integers(int(lo), int(hi) + 1))
-        x[j] = degrade.to_uint8(_to_input(obscure_for_attacker(face, kind, s, seed=int(rng.integers(1 << 30)))))
+        x[j] = degrade.to_uint8(_to_input(obscure_for_attacker(face, kind, s, seed=int(rng.integers(1 << 30))), size))
         kinds.append(kind)
         strengths[j] = s
     return x, kinds, strengths
@@ -177,7 +181,7 @@ class EmbeddingAttacker:
         """Predicted clean embeddings (``N x 128``) of obscured 128-px crops, told ``kind`` and each strength."""
         if kind not in self.kinds:
             raise ValueError(f"the learned attacker {self.name} knows {list(self.kinds)}, not {kind!r}")
-        x = np.stack([degrade.to_uint8(_to_input(c)) for c in crops])
+        x = np.stack([degrade.to_uint8(_to_input(c, self.model.size)) for c in crops])
         t = condition(torch.from_numpy(x.astype(np.float32) / 255.0).permute(0, 3, 1, 2), [kind] * len(crops),
                       torch.tensor(strengths, dtype=torch.float32), self.highs)
         with torch.inference_mode():
@@ -215,7 +219,7 @@ def _evaluate(model: IdRegressor, faces, targets: np.ndarray, seed: int) -> dict
     for kind, points in EVAL_POINTS.items():
         for s in points:
             x = np.stack([degrade.to_uint8(_to_input(obscure_for_attacker(degrade.recapture(f / 255.0, rng), kind, s,
-                                                                          seed=i)))
+                                                                          seed=i), model.size))
                           for i, f in enumerate(imgs)])
             t = condition(torch.from_numpy(x.astype(np.float32) / 255.0).permute(0, 3, 1, 2), [kind] * len(x),
                           torch.full((len(x),), float(s)), highs)
@@ -230,8 +234,6 @@ def _evaluate(model: IdRegressor, faces, targets: np.ndarray, seed: int) -> dict
 
 def train_attacker(cfg: AttackerConfig, progress: bool = True) -> dict:
     """Train, evaluate on held-out test faces and save the checkpoint to ``cfg.out``; returns it."""
-    from deblur.train import _describe  # one description of the training device for every checkpoint
-
     t_start = time.time()
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -243,11 +245,20 @@ def train_attacker(cfg: AttackerConfig, progress: bool = True) -> dict:
     targets = embedding_targets(train, cfg.embedder, tag=f"s{cfg.face_seed}-train")
     keep = ~np.isnan(targets).any(axis=1)
     images, targets = train.images[keep], targets[keep].astype(np.float32)
-    x, kinds, strengths = _views(images, cfg.views, rng)
+    views_path = cache_dir() / (f"attacker-views-s{cfg.seed}-f{cfg.face_seed}-n{len(images)}-v{cfg.views}-px{cfg.size}-"
+                                f"{hashlib.sha256(json.dumps(TRAIN_STRENGTHS, sort_keys=True).encode()).hexdigest()[:8]}.npz")
+    if views_path.is_file():  # the obscured views are the slow part of preparing a run: made once per setting
+        with np.load(views_path, allow_pickle=False) as z:
+            x, kinds, strengths = z["x"], [str(k) for k in z["kinds"]], z["strengths"]
+    else:
+        x, kinds, strengths = _views(images, cfg.views, rng, cfg.size)
+        views_path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(views_path.with_suffix(".tmp.npz"), x=x, kinds=np.array(kinds), strengths=strengths)
+        views_path.with_suffix(".tmp.npz").replace(views_path)
     face_of = np.repeat(np.arange(len(images)), cfg.views)
     prep_seconds = time.time() - t_start
 
-    model = IdRegressor(width=cfg.width)
+    model = IdRegressor(size=cfg.size, hidden=cfg.hidden)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     budget, step, t0, ema = cfg.minutes * 60.0, 0, time.time(), None
     while time.time() - t0 < budget:
@@ -275,15 +286,15 @@ def train_attacker(cfg: AttackerConfig, progress: bool = True) -> dict:
     metrics = {"steps": step, "final_loss": round(float(ema), 5), "prep_seconds": round(prep_seconds, 1),
                "test": _evaluate(model, test, embedding_targets(test, cfg.embedder, tag=f"s{cfg.face_seed}-test"),
                                  cfg.seed)}
-    ckpt = {"model_name": "id_regressor", "model_args": {"width": cfg.width}, "name": cfg.name, "task": "attacker",
+    ckpt = {"model_name": "id_regressor", "model_args": {"size": cfg.size, "hidden": cfg.hidden}, "name": cfg.name, "task": "attacker",
             "embedder": get_embedder(cfg.embedder).name, "kinds": list(KINDS),
             "highs": {k: v[1] for k, v in TRAIN_STRENGTHS.items()},
             "strengths": {k: list(v) for k, v in TRAIN_STRENGTHS.items()}, "train_config": asdict(cfg),
             "metrics": metrics, "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - t_start, 1),
-            "device": _describe(torch.device("cpu")), "params": sum(p.numel() for p in model.parameters()),
+            "device": f"cpu: {platform.machine()}, {torch.get_num_threads()} threads", "params": sum(p.numel() for p in model.parameters()),
             "data": {"source": "builtin_faces", "n_faces": cfg.n_faces, "face_seed": cfg.face_seed,
                      "train_faces": int(len(images)), "views_per_face": cfg.views, "recaptured_fraction": 0.5,
-                     "input_px": IdRegressor.size, "quantized": True}, "torch": str(torch.__version__)}
+                     "input_px": cfg.size, "quantized": True}, "torch": str(torch.__version__)}
     ckpt = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             **json.loads(json.dumps(ckpt, default=str))}
     Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
@@ -303,7 +314,7 @@ def write_attacker_card(name: str, entry: dict, cards_dir: str | Path) -> Path:
     text = "\n".join([
         f"# Model card: `{name}` (learned attacker)", "",
         "A small CNN that maps an obscured face (64 px, told the obscuring kind and strength) to the dlib "
-        "embedding of the clean face — the *learned* attacker of \"Is this blur safe?\" (`audit.attackers`). It "
+        "embedding of the clean face — the *learned* attacker of \"Is this blur safe?\" (`audit.safety.attackers`). It "
         "never restores the face; its prediction is matched against clean photos. After Hao et al. 2020 "
         "(arXiv 1905.05243: a recogniser trained on blurred faces keeps ~82 % identification where one trained "
         "on clear faces falls to 1–3 %) and McPherson, Shokri & Shmatikov 2016 (arXiv 1609.00408: 71 % top-1 on "

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audit.attackers import (
+from audit.safety.attackers import (
     Attacker,
     GalleryFaces,
     LearnedAttacker,
@@ -152,13 +152,13 @@ def test_id_regressor_forward_backward_and_unknown_kind():
     from deblur.models.id_regressor import IdRegressor, condition
 
     torch.manual_seed(0)
-    model = IdRegressor(width=8)
-    x = condition(torch.rand(2, 3, 64, 64), ["gaussian", "pixelate_noise"], torch.tensor([3.0, 8.0]),
+    model = IdRegressor(size=16, hidden=32)
+    x = condition(torch.rand(2, 3, 16, 16), ["gaussian", "pixelate_noise"], torch.tensor([3.0, 8.0]),
                   {"gaussian": 12.0, "pixelate_noise": 12.0})
-    assert x.shape == (2, model.in_channels, 64, 64) and x[1, 3 + 3].eq(1).all() and x[0, -1].eq(0.25).all()
+    assert x.shape == (2, model.in_channels, 16, 16) and x[1, 3 + 3].eq(1).all() and x[0, -1].eq(0.25).all()
     y = model(x)
     assert y.shape == (2, 128) and torch.isfinite(y).all()
     y.square().mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     with pytest.raises(ValueError, match="not trained on 'fill'"):
-        condition(torch.rand(1, 3, 64, 64), ["fill"], torch.tensor([1.0]), {})
+        condition(torch.rand(1, 3, 16, 16), ["fill"], torch.tensor([1.0]), {})

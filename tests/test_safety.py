@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from audit import safety
+from audit.safety.attackers import RestoreAttacker, default_restorers
 from deblur.io import load_image
 
 FACE = Path(__file__).resolve().parent.parent / "examples" / "generated-1.png"  # seed 2024: not in the gallery
@@ -30,6 +31,14 @@ def gallery(small_faces, embedder):
     return safety.gallery_from_faces(small_faces, embedder, n=24)
 
 
+@pytest.fixture(autouse=True)
+def restore_attacker_only(monkeypatch):
+    """These tests check the sweep and the recommendation rule with the restore-then-match attacker alone (fast);
+    the parrot, unknown-kernel and learned attackers are tested in test_attackers.py."""
+    monkeypatch.setattr(safety.sweep, "default_attackers",
+                        lambda kinds, plan=None, **kw: [RestoreAttacker(plan or default_restorers(list(kinds)))])
+
+
 @pytest.fixture(scope="module")
 def face() -> np.ndarray:
     return load_image(FACE)
@@ -39,7 +48,8 @@ def face() -> np.ndarray:
 def blur_sweep(face, gallery, embedder) -> safety.SweepResult:
     """Gaussian and pixelation over their whole range, classical restorers + none."""
     return safety.sweep_face(face, gallery=gallery, embedder=embedder, degradations=["gaussian", "pixelate"],
-                             strengths={"gaussian": (0, 2, 4, 6, 8, 12), "pixelate": (1, 4, 8, 12, 16)})
+                             strengths={"gaussian": (0, 2, 4, 6, 8, 12), "pixelate": (1, 4, 8, 12, 16)},
+                             attackers=[RestoreAttacker(default_restorers(["gaussian", "pixelate"]))])
 
 
 def png_chunks(data: bytes) -> list[str]:
@@ -64,12 +74,17 @@ def test_identity_strength_every_restorer_reidentifies(face, gallery, embedder):
     assert {"wiener", "bicubic", "none"} <= set(t["restorer"])
     assert t["status"].eq("ok").all()
     assert t["reidentified"].all() and t["rank1"].all()
-    assert np.allclose(t.loc[t["restorer"] == "none", "distance"], 0.0, atol=1e-9)
+    # the person is matched through a second view (re-captured), never through this very photo
+    assert (t["second_view"] == "recapture").all()
+    emb = embedder.embed(face)
+    second = embedder.embed(safety.attack_context(face, gallery=gallery).reference)
+    assert np.allclose(t.loc[t["restorer"] == "none", "distance"], np.linalg.norm(emb - second), atol=1e-6)
+    assert 0.02 < np.linalg.norm(emb - second) < 0.45
     assert all(rec.strength is None for rec in res.recommendations.values())
     # identical outputs are embedded once: classical restorers and "none" return the input itself at identity
-    # strength (one embedding, shared with the original); each learned model's output differs slightly
+    # strength (one embedding) plus the second view; each learned model's output differs slightly
     learned_rows = int((t["family"] == "learned").sum())
-    assert res.n_embeddings == 1 + learned_rows
+    assert res.n_embeddings == 2 + learned_rows
 
 
 @pytest.mark.parametrize("colour", ["mean", "black"])
@@ -191,13 +206,15 @@ def test_png_has_no_metadata_and_matches(blur_sweep):
 
 def test_tidy_table_and_figure(blur_sweep):
     t = blur_sweep.table
-    for col in ("degradation", "strength", "restorer", "distance", "threshold", "margin", "rank1", "reidentified"):
+    for col in ("degradation", "strength", "attacker", "restorer", "distance", "threshold", "margin", "rank1",
+                "reidentified", "second_view"):
         assert col in t.columns
     assert t["threshold"].nunique() == 1 and 0.2 < t["threshold"].iloc[0] < 1.0
     fig = safety.figure(blur_sweep, "gaussian")
     names = {tr.name for tr in fig.data}
-    assert names == set(t.loc[t["degradation"] == "gaussian", "restorer"])
-    assert any(getattr(s, "y0", None) == pytest.approx(blur_sweep.threshold.distance) for s in fig.layout.shapes)
+    g = t[t["degradation"] == "gaussian"]
+    assert names == {f"{a}: {r}" for a, r in zip(g["attacker"], g["restorer"], strict=True)}
+    assert any(getattr(s, "y0", None) == 0 for s in fig.layout.shapes)  # each attacker matches below 0
     with pytest.raises(ValueError, match="not swept"):
         safety.figure(blur_sweep, "motion")
     summary = blur_sweep.summary()

@@ -22,7 +22,9 @@ This measures a **lower bound on risk**: stronger restorers exist (GFPGAN, CodeF
 generative search over a face prior), an attacker may have a better gallery, and the identity judge is one
 embedder (dlib). "Safe here" does not mean safe.
 
-Modules: :mod:`~audit.safety.obscure` (the obscuring kinds), :mod:`~audit.safety.gallery` (the attacker's
+Modules: :mod:`~audit.safety.attackers` (the four attackers and their shared context),
+:mod:`~audit.safety.anonymise` (anonymise a photo and verify it), :mod:`~audit.safety.peers` (deface measured
+with our attackers), :mod:`~audit.safety.recall` (detector recall), :mod:`~audit.safety.obscure` (the obscuring kinds), :mod:`~audit.safety.gallery` (the attacker's
 gallery, cached on disk), :mod:`~audit.safety.sweep` (restorer policy, the sweep, the recommendation rule),
 :mod:`~audit.safety.figures` (plotly), :mod:`~audit.safety.dataset` (dataset mode, per-group statistics) and
 ``__main__`` (command line). Everything public is re-exported here.
@@ -33,6 +35,16 @@ Command line (see ``docs/SAFETY.md``)::
     python -m audit.safety --data builtin --n 24 --thorough --out results/safety_example
 """
 
+from audit.safety.anonymise import AnonymiseResult, anonymise, example_group_photo, independent_check, parse_box
+from audit.safety.attackers import (
+           ATTACKER_NAMES,
+           Attacker,
+           AttackContext,
+           GalleryFaces,
+           attack_context,
+           builtin_candidates,
+           default_attackers,
+)
 from audit.safety.dataset import DatasetSafety, sweep_dataset
 from audit.safety.figures import figure, group_figures
 from audit.safety.gallery import DUPLICATE_DISTANCE, builtin_gallery, gallery_from_faces, with_query
@@ -50,7 +62,9 @@ from audit.safety.sweep import (
            sweep_face,
 )
 
-__all__ = ["DEFAULT_STRENGTHS", "DUPLICATE_DISTANCE", "KINDS", "LOWER_BOUND_NOTE", "NOISE_SIGMA", "NONINVERTIBLE",
+__all__ = ["ATTACKER_NAMES", "AnonymiseResult", "AttackContext", "Attacker", "GalleryFaces", "anonymise",
+           "attack_context", "builtin_candidates", "default_attackers", "example_group_photo", "independent_check",
+           "parse_box", "DEFAULT_STRENGTHS", "DUPLICATE_DISTANCE", "KINDS", "LOWER_BOUND_NOTE", "NOISE_SIGMA", "NONINVERTIBLE",
            "SLOW_RESTORERS", "STRENGTH_LABELS", "DatasetSafety", "Recommendation", "SweepResult", "builtin_gallery",
            "check_kind", "default_restorers", "figure", "gallery_from_faces", "group_figures", "obscure",
            "pixelate_noise", "recommend", "resolve_grid", "solid_fill", "sweep_dataset", "sweep_face", "with_query"]

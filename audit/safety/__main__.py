@@ -11,6 +11,11 @@ from audit import safety
 from audit.data import face_items
 from audit.engine import to_crop
 from audit.safety import KINDS, figure, sweep_dataset, sweep_face
+from audit.safety.anonymise import LADDER, anonymise_file, example_group_photo
+from audit.safety.peers import measure_peers, summarise
+from audit.safety.recall import detector_recall, summarise_recall
+from deblur.data import builtin_faces
+from deblur.faces import face_crop
 from deblur.degrade import DEGRADATIONS
 from deblur.io import load_image
 
@@ -21,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--image", help="one photo or face crop: sweep it and write figures + obscured PNGs")
     src.add_argument("--data", default="builtin", help="'builtin' or a data folder (dataset mode, as python -m audit)")
+    src.add_argument("--anonymise", metavar="PHOTO", help="obscure every face of PHOTO at a strength no attacker "
+                     "beats, verify it, write --out (a .png without metadata) and a per-face report beside it")
+    src.add_argument("--peers", choices=["deface"], help="measure the deface anonymiser with our attackers")
+    src.add_argument("--recall", action="store_true", help="measure the anonymiser's face-detector recall")
     p.add_argument("--labels", help="labels CSV for --data (folder format)")
     p.add_argument("--format", help="folder, celeba, fairface or utkface (detected when omitted)")
     p.add_argument("--n", type=int, default=24, help="faces in dataset mode")
@@ -30,15 +39,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plotlyjs", default="cdn", choices=["cdn", "inline"], help="plotly.js in the HTML")
-    p.add_argument("--out", default="results/safety")
+    p.add_argument("--identity", help="dataset mode: label column naming the person (their other photos become "
+                   "the attackers' reference)")
+    p.add_argument("--box", action="append", default=[], metavar="x0,y0,x1,y1",
+                   help="--anonymise: a face the detector missed, in photo pixels (repeatable)")
+    p.add_argument("--method", default="pixelate_noise", choices=sorted(LADDER), help="--anonymise: obscuring kind")
+    p.add_argument("--deface", default="deface", help="--peers: the deface executable (e.g. in another venv)")
+    p.add_argument("--out", default="results/safety", help="output folder (--anonymise: the output .png)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a one-face sweep (``--image``) or dataset mode and write the outputs into ``--out``."""
     args = build_parser().parse_args(argv)
+    if args.anonymise:
+        return anonymise_file(args.anonymise, args.out, boxes=args.box, kind=args.method, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.peers:
+        return _peers(args.deface, out, args.seed)
+    if args.recall:
+        return _recall(out)
     if args.image:
         crop = to_crop(load_image(args.image))
         if crop is None:
@@ -61,13 +82,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     items = face_items(args.data, n=args.n, labels=args.labels, fmt=args.format)
     ds = sweep_dataset(items, degradations=args.degradations or DEGRADATIONS, margin=args.margin,
-                       thorough=args.thorough, n_boot=args.n_boot, seed=args.seed,
+                       thorough=args.thorough, n_boot=args.n_boot, seed=args.seed, identity=args.identity,
                        progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True))
     print(file=sys.stderr)
     paths = ds.write(out, args.plotlyjs)
     cols = [c for c in ds.per_face.columns if c.startswith("safe_")]
     print(ds.per_face[cols].describe().to_string())
     print("wrote", ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _real_faces() -> list[tuple[str, object]]:
+    """Aligned crops of the two real photographs of the example group photo (astronaut, Grace Hopper)."""
+    photo, names = example_group_photo(n_generated=0)
+    return [(name, face_crop(photo[:, k * 224:(k + 1) * 224]).image) for k, name in enumerate(names)]
+
+
+def _peers(deface: str, out: Path, seed: int) -> int:
+    test = builtin_faces(4000, seed).subset("test")
+    # the attackers' gallery holds the first 200 test faces; the probes are strangers to it
+    probes = [(test.ids[i], test.images[i].astype("float32") / 255) for i in range(300, 306)] + _real_faces()
+    df = measure_peers(probes, deface=deface, seed=seed, progress=lambda m: print(m, file=sys.stderr))
+    df.to_csv(out / "peers.csv", index=False)
+    summary = summarise(df)
+    summary.to_csv(out / "peers_summary.csv", index=False)
+    print(summary.to_string(index=False))
+    return 0
+
+
+def _recall(out: Path) -> int:
+    df = detector_recall(real=_real_faces())
+    df.to_csv(out / "recall.csv", index=False)
+    summary = summarise_recall(df)
+    summary.to_csv(out / "recall_summary.csv", index=False)
+    print(summary.to_string(index=False))
     return 0
 
 

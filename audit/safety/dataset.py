@@ -16,10 +16,11 @@ from audit.engine import Gallery, prepare_face
 from audit.groups import PREDICTED_ATTRIBUTES
 from audit.metrics import group_metrics
 from audit.safety.figures import group_figures
+from audit.safety.attackers import GalleryFaces
 from audit.safety.gallery import builtin_gallery
 from audit.safety.obscure import NOISE_SIGMA
 from audit.safety.sweep import LOWER_BOUND_NOTE, SLOW_RESTORERS, resolve_grid, sweep_face
-from deblur.degrade import DEGRADATIONS
+from deblur.degrade import DEGRADATIONS, to_uint8
 from deblur.embed import Embedder, get_embedder
 
 __all__ = ["DatasetSafety", "sweep_dataset"]
@@ -69,7 +70,8 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
                   gallery: Gallery | None = None, degradations: Sequence[str] = DEGRADATIONS,
                   strengths: Mapping[str, Sequence[float]] | None = None, margin: float = 0.0,
                   thorough: bool = False, predict: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0,
-                  min_group_n: int = 30, progress: Callable[[int, int], None] | None = None) -> DatasetSafety:
+                  min_group_n: int = 30, identity: str | None = None, candidates: GalleryFaces | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> DatasetSafety:
     """:func:`sweep_face` over many faces, then the distribution of safe strengths per group.
 
     Groups are formed exactly as the audit forms them (:func:`audit.engine.prepare_face`: dataset labels plus
@@ -88,6 +90,11 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
         n_boot: bootstrap resamples.
         seed: seed of bootstraps and the noise.
         min_group_n: groups smaller than this are flagged ``small``.
+        identity: label column naming the person. A face's other photos (same identity) are then the
+            attackers' reference for it (``second_view="other_photo"``) and are never counted as someone
+            else; faces without another photo fall back to a re-captured view (a proxy, marked as such).
+        candidates: clean photos of attack candidates (parrot, learned calibration); default: the built-in ones
+            with the built-in gallery, the other faces of the data set with another gallery.
         progress: called as ``progress(done, total)`` per face.
     """
     start = time.perf_counter()
@@ -95,7 +102,10 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
     embedder = embedder or get_embedder("dlib")
     predict = PREDICTED_ATTRIBUTES if predict is None else tuple(predict)
     cleans = [prepare_face(img, image_id, embedder, labels=labels, predict=predict) for image_id, img, labels in faces]
-    label_cols = sorted({c for _, _, labels in faces for c in labels})
+    label_cols = sorted({c for _, _, labels in faces for c in labels} - {identity})
+    if identity is not None and not any(identity in labels for _, _, labels in faces):
+        raise ValueError(f"identity column {identity!r} is in no face's labels; label columns: "
+                         f"{sorted({c for _, _, labels in faces for c in labels})}")
     group_columns = {**{c: "label" for c in label_cols}, **{c: "prediction" for c in predict}}
     base = gallery if gallery is not None else builtin_gallery(embedder.key)
     with_face = [c for c in cleans if c.embedding is not None]
@@ -104,15 +114,27 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
         ids = base.ids + [c.image_id for c in extra]
         base = Gallery(ids, np.vstack([base.embeddings, *[c.embedding[None] for c in extra]]), base.centre,
                        base.threshold)
+    person = {c.image_id: (c.groups.get(identity) or c.image_id) if identity else c.image_id for c in with_face}
     per_face, long = [], []
     for k, c in enumerate(with_face):
-        res = sweep_face(c.image, gallery=base, embedder=embedder, degradations=list(grid), strengths=grid,
-                         margin=margin, own_id=c.image_id, thorough=thorough, seed=seed, require_face=False)
+        same = [d for d in with_face if d is not c and person[d.image_id] == person[c.image_id]]
+        drop = {c.image_id, *(d.image_id for d in same)}  # the person is in the gallery only through the reference
+        keep = [i for i, x in enumerate(base.ids) if x not in drop]
+        own = Gallery([base.ids[i] for i in keep], base.embeddings[keep], base.centre, base.threshold)
+        cands = candidates
+        if cands is None and gallery is not None:  # another gallery: the data set's other faces are the candidates
+            others = [d for d in with_face if d.image_id not in drop]
+            cands = GalleryFaces(tuple(d.image_id for d in others),
+                                 np.array([to_uint8(d.image) for d in others]).reshape(-1, 128, 128, 3))
+        res = sweep_face(c.image, gallery=own, embedder=embedder, degradations=list(grid), strengths=grid,
+                         margin=margin, own_id=c.image_id, thorough=thorough, seed=seed, require_face=False,
+                         references=[d.image for d in same], candidates=cands)
         row = {"image_id": c.image_id, **{a: c.groups.get(a, "") for a in group_columns}}
         for kind, rec in res.recommendations.items():
             row[f"safe_{kind}"] = math.nan if rec.strength is None else rec.strength
             row[f"first_safe_{kind}"] = math.nan if rec.first_safe is None else rec.first_safe
         row["sweep_seconds"] = res.seconds
+        row["second_view"] = res.settings["second_view"]
         per_face.append(row)
         long.append(res.table.assign(image_id=c.image_id))
         if progress is not None:
@@ -125,7 +147,8 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
                 "strengths": {k: list(v) for k, v in grid.items()}, "gallery_size": len(base.ids),
                 "excluded_restorers": [] if thorough else list(SLOW_RESTORERS), "n_faces": len(cleans),
                 "n_no_face_clean": len(cleans) - len(with_face), "seconds": time.perf_counter() - start,
-                "n_boot": n_boot, "seed": seed, "noise": NOISE_SIGMA}
+                "n_boot": n_boot, "seed": seed, "noise": NOISE_SIGMA, "identity": identity,
+                "attackers": list(rows["attacker"].unique()) if len(rows) else []}
     return DatasetSafety(per_face_df, rows, groups, group_columns, settings)
 
 

@@ -19,10 +19,11 @@ __all__ = ["figure", "group_figures"]
 
 
 def figure(result: SweepResult, kind: str):
-    """Plotly figure: identity distance restored→original vs strength, one line per restorer.
+    """Plotly figure: how far each attacker stays from a match, vs strength, one line per attacker and variant.
 
-    Dashed line: the threshold; dotted: threshold + margin; green band/line: the recommended strength.
-    Crosses mark rank-1 re-identifications.
+    y = identity distance to the person's other photo minus *that attacker's* threshold (each attacker has its
+    own, calibrated at the same false-match rate), so every attacker matches below the dashed line at 0;
+    dotted: the margin; green line: the recommended strength. Crosses mark rank-1 re-identifications.
     """
     check_kind(kind)
     t = result.table[result.table["degradation"] == kind]
@@ -30,27 +31,29 @@ def figure(result: SweepResult, kind: str):
         raise ValueError(f"{kind!r} was not swept; swept: {sorted(result.table['degradation'].unique())}")
     rec = result.recommendations[kind]
     fig = go.Figure()
-    for name, part in t.groupby("restorer", sort=False):
+    for (attacker, variant), part in t.groupby(["attacker", "restorer"], sort=False):
         part = part.sort_values("strength")
-        fig.add_trace(go.Scatter(x=part["strength"], y=part["distance"], mode="lines+markers", name=str(name),
+        name = f"{attacker}: {variant}"
+        fig.add_trace(go.Scatter(x=part["strength"], y=part["distance"] - part["threshold"], mode="lines+markers",
+                                 name=name, customdata=np.stack([part["distance"], part["threshold"]], axis=1),
                                  marker={"symbol": np.where(part["rank1"], "x", "circle"), "size": 8},
-                                 hovertemplate="strength %{x}<br>distance %{y:.3f}<extra>" + str(name) + "</extra>"))
-    fig.add_hline(y=rec.threshold, line_dash="dash", line_color="red",
-                  annotation_text=f"match threshold {rec.threshold:.2f} (FMR {result.threshold.fmr_target:g})")
+                                 hovertemplate="strength %{x}<br>distance %{customdata[0]:.3f}, threshold "
+                                               "%{customdata[1]:.3f}<extra>" + name + "</extra>"))
+    fig.add_hline(y=0, line_dash="dash", line_color="red",
+                  annotation_text=f"match: each attacker's threshold (FMR {result.threshold.fmr_target:g})")
     if rec.margin > 0:
-        fig.add_hline(y=rec.threshold + rec.margin, line_dash="dot", line_color="orange",
-                      annotation_text=f"threshold + margin {rec.threshold + rec.margin:.2f}",
+        fig.add_hline(y=rec.margin, line_dash="dot", line_color="orange", annotation_text=f"margin {rec.margin:.2f}",
                       annotation_position="bottom right")
     if rec.strength is not None:
         fig.add_vline(x=rec.strength, line_color="green", line_width=3,
                       annotation_text=f"recommended ≥ {rec.strength:g}", annotation_position="top left")
-        title = f"{kind}: safe from {rec.strength:g} against these restorers (lower bound on risk)"
+        title = f"{kind}: safe from {rec.strength:g} against these attackers (lower bound on risk)"
     else:
-        title = f"{kind}: no tested strength defeats every restorer (up to {rec.tested_max:g})"
+        title = f"{kind}: no tested strength defeats every attacker (up to {rec.tested_max:g}; {rec.holdout})"
     unit = STRENGTH_LABELS.get(kind) or STRENGTHS[kind].name
     fig.update_layout(title=title, xaxis_title=f"{unit}, pixels of the 128-px face crop",
-                      yaxis_title=f"identity distance restored→original (L2, {result.embedder})",
-                      legend_title="restorer (× = rank-1 re-identified)", template="plotly_white", height=420)
+                      yaxis_title=f"distance to the person's other photo − threshold (L2, {result.embedder})",
+                      legend_title="attacker: variant (× = rank-1)", template="plotly_white", height=460)
     return fig
 
 

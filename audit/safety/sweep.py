@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -12,12 +10,18 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from audit.engine import Gallery, resolve_restorers
+from audit.engine import Gallery
 from audit.metrics import Threshold
-from audit.safety.gallery import builtin_gallery, with_query
+from audit.safety.attackers import (
+    SLOW_RESTORERS,
+    attack_context,
+    default_attackers,
+    default_restorers,
+)
+from audit.safety.gallery import builtin_gallery
 from audit.safety.obscure import KINDS, NOISE_SIGMA, check_kind, obscure
-from deblur.degrade import DEGRADATIONS, STRENGTHS, _check_strength, as_image, quantize, to_uint8
-from deblur.embed import Embedder, get_embedder, l2_distance
+from deblur.degrade import STRENGTHS, _check_strength, as_image, quantize
+from deblur.embed import Embedder, get_embedder
 from deblur.faces import haar_has_face
 from deblur.io import encode_png
 
@@ -36,9 +40,9 @@ DEFAULT_STRENGTHS: dict[str, tuple[float, ...]] = {
     "fill": (1,),
     "pixelate_noise": (4, 8, 12),
 }
-# Richardson–Lucy costs ~110 ms per image on top of its embedding and restored less identity than Wiener on
-# our faces; the interactive sweep skips it (``thorough=True`` / ``--thorough`` puts it back).
-SLOW_RESTORERS = ("richardson-lucy",)
+TABLE_COLUMNS = ["degradation", "strength", "attacker", "restorer", "label", "family", "uses_strength", "told_strength",
+                 "estimated_kind", "distance", "threshold", "margin", "rank1", "reidentified", "status", "embedder",
+                 "second_view"]
 STRENGTH_LABELS = {"fill": "fill (no strength)", "pixelate_noise": "block size (px), noise σ per block"}
 LOWER_BOUND_NOTE = (
     "This is a **lower bound on risk**, not a guarantee. It only tries *our* restorers (classical "
@@ -68,38 +72,6 @@ def _check_strengths(kind: str, strengths: Sequence[float]) -> tuple[float, ...]
 # Restorers
 
 
-@functools.lru_cache(maxsize=8)
-def _available_restorers(kind: str) -> dict:
-    """Every restorer for a degradation (learned from the manifest, classical, ``none``), built once."""
-    return resolve_restorers(None, [kind])[kind]
-
-
-def default_restorers(kinds: Sequence[str], thorough: bool = False
-                      ) -> dict[str, dict[str, tuple[object, float | None]]]:
-    """Restorers per obscuring kind, each with the strength it is told (``None``: told the sweep's strength).
-
-    ``pixelate_noise`` gets the pixelation restorers (told the true block size); ``fill`` gets every
-    restorer of every degradation, each told that degradation's default strength (there is nothing to know).
-    """
-    exclude = () if thorough else SLOW_RESTORERS
-    out: dict[str, dict[str, tuple[object, float | None]]] = {}
-    for kind in kinds:
-        check_kind(kind)
-        if kind == "fill":
-            found = {}
-            for base in DEGRADATIONS:
-                for name, r in _available_restorers(base).items():
-                    if name in exclude:
-                        continue
-                    key = "none" if name == "none" else f"{name} ({base})"
-                    found.setdefault(key, (r, float(STRENGTHS[base].default)))
-            out[kind] = found
-        else:
-            base = "pixelate" if kind == "pixelate_noise" else kind
-            out[kind] = {n: (r, None) for n, r in _available_restorers(base).items() if n not in exclude}
-    return out
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Results
 
@@ -110,14 +82,15 @@ class Recommendation:
 
     Attributes:
         degradation: the kind.
-        strength: smallest tested strength from which no restorer re-identifies (at it or any larger tested
+        strength: smallest tested strength from which no attacker re-identifies (at it or any larger tested
             strength); ``None`` when none qualifies.
         first_safe: smallest tested strength that is safe on its own (differs from ``strength`` when a
             restorer re-identifies again at a larger strength); ``None`` if none is.
         tested_max: the largest tested strength.
         margin: margin added to the threshold.
         threshold: the calibrated match threshold (L2).
-        holdout: the restorer closest to the original at the last unsafe strength (or at ``strength``).
+        holdout: ``"attacker: variant"`` that wins at the last unsafe strength (the one furthest inside its
+            threshold), or the closest attacker at ``strength`` when every strength is safe.
         explanation: one sentence for people.
     """
 
@@ -159,14 +132,18 @@ def recommend(table: pd.DataFrame, margin: float = 0.0) -> dict[str, Recommendat
         later = strengths[strengths > last_unsafe] if last_unsafe is not None else strengths
         rec = float(later[0]) if later.size else None
         look = rec if rec is not None else last_unsafe
-        at = g[g["strength"] == look]
-        closest = at.loc[at["distance"].astype(float).fillna(np.inf).idxmin()] if len(at) else None
-        holdout = str(closest["restorer"]) if closest is not None else ""
+        at = g[g["strength"] == look].assign(_gap=lambda t: (t["distance"].astype(float) - t["threshold"].astype(float))
+                                             .fillna(np.inf))
+        hits = at[_reidentified(at, margin)]
+        closest = (hits if len(hits) else at).sort_values("_gap").iloc[0] if len(at) else None
+        holdout = "" if closest is None else (f"{closest['attacker']}: {closest['restorer']}" if "attacker" in at
+                                              else str(closest["restorer"]))
         d_hold = float(closest["distance"]) if closest is not None else math.nan
+        threshold = float(closest["threshold"]) if closest is not None else threshold
         limit = threshold + margin
         name = STRENGTH_LABELS.get(kind) or STRENGTHS[kind].name
         if kind == "fill":
-            explanation = ("Solid fill defeats every restorer." if rec is not None else
+            explanation = ("Solid fill defeats every attacker." if rec is not None else
                            f"Even solid fill was re-identified by {holdout} (distance {d_hold:.2f} ≤ {limit:.2f} "
                            "or rank-1): the gallery or threshold is degenerate; check the data.")
         elif rec is None:
@@ -174,10 +151,10 @@ def recommend(table: pd.DataFrame, margin: float = 0.0) -> dict[str, Recommendat
                            f"{holdout} still re-identifies (distance {d_hold:.2f} vs threshold+margin {limit:.2f}, "
                            "or rank-1 hit). Use a stronger setting or a non-invertible obscuring (solid fill).")
         else:
-            explanation = (f"{name} ≥ {_fmt(rec)}: no restorer re-identifies (closest: {holdout}, "
+            explanation = (f"{name} ≥ {_fmt(rec)}: no attacker re-identifies (closest: {holdout}, "
                            f"distance {d_hold:.2f} > {limit:.2f}, not rank-1).")
             if first_safe is not None and first_safe < rec:
-                explanation += (f" {_fmt(first_safe)} looked safe, but a restorer re-identified again at "
+                explanation += (f" {_fmt(first_safe)} looked safe, but an attacker re-identified again at "
                                 f"{_fmt(last_unsafe)}.")
         out[str(kind)] = Recommendation(str(kind), rec, first_safe, float(strengths[-1]), float(margin), threshold,
                                         holdout, explanation)
@@ -249,21 +226,6 @@ def _reidentified(table: pd.DataFrame, margin: float) -> pd.Series:
     return (close | table["rank1"].astype(bool)).astype(bool)
 
 
-class _EmbedCache:
-    """Embeds each distinct 8-bit image once (restorers often return their input unchanged)."""
-
-    def __init__(self, embedder: Embedder):
-        self.embedder = embedder
-        self.cache: dict[bytes, np.ndarray | None] = {}
-
-    def __call__(self, img: np.ndarray) -> np.ndarray | None:
-        u8 = to_uint8(img)
-        key = hashlib.blake2b(u8.tobytes(), digest_size=16).digest() + bytes(str(u8.shape), "ascii")
-        if key not in self.cache:
-            self.cache[key] = self.embedder.embed(img)
-        return self.cache[key]
-
-
 def resolve_grid(degradations: Sequence[str], strengths: Mapping[str, Sequence[float]] | None) -> dict:
     kinds = list(degradations)
     if not kinds:
@@ -279,24 +241,33 @@ def resolve_grid(degradations: Sequence[str], strengths: Mapping[str, Sequence[f
 
 def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedder: Embedder | None = None,
                degradations: Sequence[str] = KINDS, strengths: Mapping[str, Sequence[float]] | None = None,
-               restorers: Mapping[str, Mapping[str, object]] | None = None, margin: float = 0.0,
-               own_id: str = "query", thorough: bool = False, seed: int = 0, noise: float = NOISE_SIGMA,
-               fill: str = "mean", require_face: bool = True, progress: ProgressFn | None = None) -> SweepResult:
-    """Sweep obscuring strengths on one face and find, per kind, the strength no restorer undoes.
+               restorers: Mapping[str, Mapping[str, object]] | None = None, attackers: Sequence | None = None,
+               references: Sequence[np.ndarray] = (), candidates=None, margin: float = 0.0, own_id: str = "query",
+               thorough: bool = False, seed: int = 0, noise: float = NOISE_SIGMA, fill: str = "mean",
+               require_face: bool = True, progress: ProgressFn | None = None) -> SweepResult:
+    """Sweep obscuring strengths on one face and find, per kind, the strength no attacker beats.
+
+    Every attacker (:mod:`audit.safety.attackers`: restore-then-match, parrot, unknown kernel, learned) tries
+    every obscured version; the person is in each attacker's gallery through a *different* photo
+    (``references``, or a re-captured second view of ``clean_crop`` as a proxy).
 
     Args:
         clean_crop: aligned face crop (e.g. 128×128 from :func:`deblur.faces.face_crop`).
-        gallery: faces the attacker matches against (default: :func:`builtin_gallery`); the original is added
-            under ``own_id`` unless it is already in it. Its threshold is the match threshold.
+        gallery: clean photos the attackers match against (default: :func:`builtin_gallery`); the person's
+            reference is added under ``own_id``. Its threshold is the clean match threshold.
         embedder: identity judge (default: dlib).
         degradations: kinds to sweep, from :data:`KINDS`.
         strengths: kind → strengths (default :data:`DEFAULT_STRENGTHS`), pixels of the crop.
-        restorers: kind → {name → restorer}; default :func:`default_restorers` (every learned and classical
-            restorer; Richardson–Lucy only with ``thorough``). Non-blind restorers are told the true strength.
+        restorers: kind → {name → restorer} of the restore attacker; default :func:`default_restorers` (every
+            learned and classical restorer; Richardson–Lucy only with ``thorough``), told the true strength.
+        attackers: the attackers (default :func:`default_attackers`: all four).
+        references: other photos of the person (clean crops); without them a re-captured view stands in.
+        candidates: candidates' clean photos for the parrot and the learned attacker's calibration (default
+            :func:`audit.safety.attackers.builtin_candidates`).
         margin: distance margin above the threshold (>= 0).
-        own_id: the original's id in the gallery.
+        own_id: the person's id in the gallery.
         thorough: include :data:`SLOW_RESTORERS`.
-        seed: seed of the ``pixelate_noise`` noise.
+        seed: seed of the ``pixelate_noise`` noise and of the re-capture.
         noise: noise std of ``pixelate_noise``.
         fill: ``"mean"`` or ``"black"``.
         require_face: the crop must pass OpenCV's frontal-face Haar cascade, as the audit requires (the dlib
@@ -305,7 +276,7 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
         progress: called as ``progress(fraction, message)``.
 
     Returns:
-        A :class:`SweepResult`.
+        A :class:`SweepResult` (one table row per kind × strength × attacker × variant).
 
     Raises:
         ValueError: unknown degradation, empty or invalid strengths, negative margin, or a crop without a face.
@@ -320,61 +291,39 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
             raise ValueError("no face found in this crop by the frontal-face detector; pass an aligned frontal face "
                              "crop (deblur.faces.face_crop) or require_face=False if you know it is one")
     embedder = embedder or get_embedder("dlib")
-    embed = _EmbedCache(embedder)
-    original = embed(clean)
-    if original is None:
+    if embedder.embed(clean) is None:
         raise ValueError("the embedder finds no face in this crop; use a frontal face crop (deblur.faces.face_crop)")
-    gallery = with_query(gallery if gallery is not None else builtin_gallery(embedder.key), original, own_id)
-    threshold = gallery.threshold
-    if restorers is None:
-        plan = default_restorers(list(grid), thorough)
-    else:
-        plan = {k: {n: (r, None) for n, r in restorers.get(k, {}).items()} for k in grid}
-    total = sum(len(grid[k]) * max(1, len(plan.get(k, {}))) for k in grid)
+    base = gallery if gallery is not None else builtin_gallery(embedder.key)
+    if base.threshold is None:
+        raise ValueError("the gallery has no calibrated threshold: build it from at least 2 faces")
+    ctx = attack_context(clean, embedder=embedder, gallery=base, candidates=candidates, references=references,
+                         seed=seed, noise=noise, fill=fill, fmr=base.threshold.fmr_target, own_id=own_id)
+    if ctx is None:
+        raise ValueError("the embedder finds no face in the person's second view; pass another photo of the "
+                         "person as a reference")
+    if attackers is None:
+        plan = (default_restorers(list(grid), thorough) if restorers is None else
+                {k: {n: (r, None) for n, r in restorers.get(k, {}).items()} for k in grid})
+        attackers = default_attackers(list(grid), plan=plan)
+    total = len(grid) * max(1, len(attackers))
     done = 0
     rows: list[dict] = []
     for kind, values in grid.items():
         degraded = [obscure(clean, kind, s, seed=seed, noise=noise, fill=fill) for s in values]
-        for name, (restorer, told) in plan.get(kind, {}).items():
-            meta = {"degradation": kind, "restorer": name, "label": getattr(restorer, "label", name),
-                    "family": getattr(restorer, "family", ""),
-                    "uses_strength": bool(getattr(restorer, "uses_strength", False))}
-            outputs, error = _restore_all(restorer, degraded, values, told, meta["uses_strength"])
-            for k, s in enumerate(values):
-                row = {**meta, "strength": float(s), "told_strength": (told if told is not None else float(s))
-                       if meta["uses_strength"] else math.nan}
-                if error is not None:
-                    row.update(distance=math.nan, rank1=False, status=f"error: {error}"[:300])
-                else:
-                    emb = embed(outputs[k])
-                    if emb is None:
-                        row.update(distance=math.nan, rank1=False, status="no_face")
-                    else:
-                        row.update(distance=l2_distance(emb, original), rank1=gallery.rank1(emb, own_id), status="ok")
-                rows.append(row)
-                done += 1
-                if progress is not None:
-                    progress(done / total, f"{kind} {s:g}: {name}")
+        for attacker in attackers:
+            rows += [{"attacker": attacker.name, **r} for r in attacker.attack(kind, values, degraded, ctx)]
+            done += 1
+            if progress is not None:
+                progress(done / total, f"{kind}: {attacker.name}")
     table = pd.DataFrame(rows)
-    table["threshold"] = threshold.distance
     table["margin"] = float(margin)
     table["reidentified"] = _reidentified(table, margin)
     table["embedder"] = embedder.name
-    table = table[["degradation", "strength", "restorer", "label", "family", "uses_strength", "told_strength",
-                   "distance", "threshold", "margin", "rank1", "reidentified", "status", "embedder"]]
+    table["second_view"] = ctx.second_view
+    table = table.reindex(columns=TABLE_COLUMNS)
     excluded = () if thorough or restorers is not None else SLOW_RESTORERS
-    return SweepResult(table, recommend(table, margin), threshold, float(margin), clean, embedder.name, excluded,
-                       time.perf_counter() - start, len(embed.cache), {"seed": seed, "noise": noise, "fill": fill})
-
-
-def _restore_all(restorer, degraded: list[np.ndarray], values: Sequence[float], told: float | None,
-                 uses_strength: bool) -> tuple[list[np.ndarray], str | None]:
-    """Restore every strength in one batch (learned models run one forward pass); an error is reported, not raised."""
-    try:
-        given = None
-        if uses_strength:
-            given = [told if told is not None else float(s) for s in values]
-        out = restorer.restore_batch(np.stack(degraded), given)
-        return [as_image(o, name=f"output of {getattr(restorer, 'name', 'restorer')}") for o in out], None
-    except Exception as exc:  # noqa: BLE001 - one failing restorer must not stop the sweep; the row says why
-        return [], f"{type(exc).__name__}: {exc}"
+    return SweepResult(table, recommend(table, margin), base.threshold, float(margin), clean, embedder.name, excluded,
+                       time.perf_counter() - start, len(ctx.embed.cache),
+                       {"seed": seed, "noise": noise, "fill": fill, "second_view": ctx.second_view,
+                        "attackers": [a.name for a in attackers], "candidates": len(ctx.candidates.ids),
+                        "gallery_size": len(ctx.gallery.ids)})

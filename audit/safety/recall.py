@@ -3,7 +3,7 @@
 ``python -m audit.safety --recall --out results/anonymise`` writes ``recall.csv`` (one row per face and
 condition) and ``recall_summary.csv`` (recall per condition with a Wilson 95 % interval).
 
-Each face (built-in test faces and the real photographs of :func:`audit.anonymise.example_group_photo`) is
+Each face (built-in test faces and the real photographs of :func:`audit.safety.anonymise.example_group_photo`) is
 placed in a grey scene at a given size, optionally rotated about the face centre, and the anonymiser's
 detector runs on the scene (:func:`deblur.faces.detect_faces`, the anonymiser's ``min_size``). A face counts
 as found when a detection's centre lies inside the true face square and its side is within a factor 2 of it.
@@ -55,7 +55,7 @@ def _found(faces, box) -> bool:
     return False
 
 
-def detector_recall(n_builtin: int = 100, conditions: Sequence[tuple[int, float]] = CONDITIONS,
+def detector_recall(n_builtin: int = 60, conditions: Sequence[tuple[int, float]] = CONDITIONS,
                     detector: str = "mtcnn", min_size: int = 12, real: Sequence[tuple[str, np.ndarray]] = ()
                     ) -> pd.DataFrame:
     """One row per face and condition: ``set, face, side, angle, found, n_detections``."""

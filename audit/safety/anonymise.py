@@ -9,7 +9,7 @@
    and paste it back (:func:`deblur.faces.paste_face`); strengths are pixels of that crop, so the
    protection is the same for a 40-px and a 400-px face.
 3. **Verify**: cut the face out of the *output* photo at the same place and run every attacker
-   (:mod:`audit.attackers`: restore-then-match, parrot, unknown kernel, learned) against a gallery that
+   (:mod:`audit.safety.attackers`: restore-then-match, parrot, unknown kernel, learned) against a gallery that
    holds the person through a re-captured second view. If any attacker re-identifies, take the next
    strength; past the last one, fill the crop with black. A face whose clean crop the embedder cannot read
    cannot be verified and is filled.
@@ -33,7 +33,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from deblur.degrade import as_image, quantize, recapture
+from audit.safety.attackers import attack_context, default_attackers
+from audit.safety.obscure import obscure
+from deblur.degrade import as_image, quantize
 from deblur.faces import Face, FaceCrop, crop_face, detect_faces, paste_face
 from deblur.io import encode_png
 
@@ -169,8 +171,6 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
     Raises:
         ValueError: unknown kind, a box outside the photo, or an empty ladder.
     """
-    from audit.attackers import attack_context, default_attackers
-    from audit.safety import obscure
 
     start = time.perf_counter()
     if kind not in LADDER:
@@ -297,7 +297,7 @@ def example_group_photo(n_generated: int = 4, tile: int = 224, seed: int = 0) ->
         people.append((name, cv2.warpAffine(img, m, (int(side), int(side)), borderMode=cv2.BORDER_REFLECT101), 0.95))
     scales = (0.8, 0.6, 0.7, 0.5, 0.9, 0.65)
     for k in range(n_generated):
-        idx = 150 + k  # outside builtin_candidates (the first 100 test faces) and the 200-face gallery's start
+        idx = 300 + k  # outside the built-in gallery (the first 200 test faces): strangers to every attacker
         people.append((test.ids[idx], test.images[idx].astype(np.float32) / 255.0, scales[k % len(scales)]))
     rows = math.ceil(len(people) / 3)
     photo = np.full((rows * tile, 3 * tile, 3), 0.55, np.float32)

@@ -11,11 +11,12 @@ faces and to the person's re-captured second view, so the parrot sees a gallery 
 Each deface mode is handed to the attackers as its nearest kind of ours, with the strength converted to
 pixels of the 128-px crop (``mosaic`` → ``pixelate`` at ``mosaicsize × 128 / size``; ``blur`` → ``gaussian``
 at σ = 12, a box of half the face box is far stronger; ``solid`` → ``fill``). Our own anonymiser runs on the
-same scenes (:func:`audit.anonymise.anonymise`, verified).
+same scenes (:func:`audit.safety.anonymise.anonymise`, verified).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import subprocess
@@ -27,6 +28,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from audit.safety.anonymise import anonymise
+from audit.safety.attackers import attack_context, builtin_candidates, default_attackers
 from deblur.degrade import as_image, quantize, to_uint8
 from deblur.io import load_image, save_png
 
@@ -84,16 +87,12 @@ def measure_peers(probes: Sequence[tuple[str, np.ndarray]], *, sizes: Sequence[i
         sizes: face sizes in the scene (px).
         deface: the deface executable.
         n_gallery: candidates in the attackers' gallery (built-in test faces).
-        with_ours: also run :func:`audit.anonymise.anonymise` on the same scenes.
+        with_ours: also run :func:`audit.safety.anonymise.anonymise` on the same scenes.
 
     Returns:
         One row per probe × tool setting × size × attacker row: ``tool, setting, size, face, attacker,
         restorer, distance, threshold, rank1, reidentified, detected`` (``detected``: the tool changed the face).
     """
-    import functools
-
-    from audit.anonymise import anonymise
-    from audit.safety import attack_context, builtin_candidates, default_attackers
 
     candidates = builtin_candidates(n_gallery)
     contexts = {name: attack_context(crop, seed=seed, candidates=candidates) for name, crop in probes}

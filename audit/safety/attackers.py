@@ -34,17 +34,22 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from audit.safety import NOISE_SIGMA, builtin_gallery, obscure, with_query
+from audit.engine import resolve_restorers
+from audit.safety.gallery import builtin_gallery, with_query
+from audit.safety.obscure import NOISE_SIGMA, check_kind, obscure
 from deblur.data import builtin_faces, cache_dir
-from deblur.degrade import DEGRADATIONS, as_image, recapture, to_uint8
+from deblur.degrade import DEGRADATIONS, STRENGTHS, as_image, recapture, to_uint8
 from deblur.embed import Embedder, get_embedder, l2_distance
 from deblur.train_attacker import load_attacker
 
-__all__ = ["ATTACKER_NAMES", "AttackContext", "Attacker", "EmbedCache", "GalleryFaces", "LearnedAttacker",
-           "ParrotAttacker", "RestoreAttacker", "UnknownKernelAttacker", "attack_context", "builtin_candidates",
-           "default_attackers", "impostor_threshold"]
+__all__ = ["ATTACKER_NAMES", "SLOW_RESTORERS", "AttackContext", "Attacker", "EmbedCache", "GalleryFaces",
+           "LearnedAttacker", "ParrotAttacker", "RestoreAttacker", "UnknownKernelAttacker", "attack_context",
+           "builtin_candidates", "default_attackers", "default_restorers", "impostor_threshold"]
 
 ATTACKER_NAMES = ("restore", "parrot", "unknown-kernel", "learned")
+# Richardson–Lucy costs ~110 ms per image on top of its embedding and restored less identity than Wiener on
+# our faces; the interactive sweep skips it (``thorough=True`` / ``--thorough`` puts it back).
+SLOW_RESTORERS = ("richardson-lucy",)
 ObscureFn = Callable[..., np.ndarray]  # obscure(img, kind, strength, seed=...) -> 8-bit rounded image
 
 
@@ -77,8 +82,13 @@ class GalleryFaces:
     def __post_init__(self):
         if len(self.ids) != len(self.images):
             raise ValueError(f"{len(self.ids)} ids for {len(self.images)} gallery images")
-        if len(self.ids) < 2:
-            raise ValueError("the attackers' gallery needs at least 2 faces to calibrate a threshold")
+
+    def require(self, n: int, who: str) -> None:
+        """Raise a clear error when fewer than ``n`` candidates are there for attacker ``who``."""
+        if len(self.ids) < n:
+            raise ValueError(f"the {who} attacker needs the clean photos of at least {n} gallery candidates, got "
+                             f"{len(self.ids)}: pass candidates= (GalleryFaces with ids in the gallery) or use the "
+                             "built-in gallery")
 
     @property
     def key(self) -> str:
@@ -101,13 +111,14 @@ class AttackContext:
         seed: the probe's noise seed.
         fmr: false-match rate the attackers calibrate their thresholds at.
         second_view: ``"recapture"`` (generated proxy) or ``"other_photo"`` (an identity column).
-        candidates: clean photos of the gallery's candidates (never the person; ids are gallery ids) for the
-            parrot and the learned attacker's calibration.
+        candidate_source: clean photos of the gallery's candidates, or a function returning them;
+            :attr:`candidates` keeps those whose ids are in the gallery (never the person), for the parrot and
+            the learned attacker's calibration.
     """
 
     embed: EmbedCache
     gallery: object
-    candidates: GalleryFaces
+    candidate_source: GalleryFaces | Callable[[], GalleryFaces]
     reference: np.ndarray
     reference_embedding: np.ndarray
     own_id: str
@@ -116,6 +127,14 @@ class AttackContext:
     fmr: float = 0.01
     second_view: str = "recapture"
     cache: dict = field(default_factory=dict)
+
+    @functools.cached_property
+    def candidates(self) -> GalleryFaces:
+        """The candidates' photos whose ids are in the gallery (loaded on first use: only two attackers need them)."""
+        src = self.candidate_source() if callable(self.candidate_source) else self.candidate_source
+        known = set(self.gallery.ids) - {self.own_id}
+        keep = [k for k, i in enumerate(src.ids) if i in known]
+        return GalleryFaces(tuple(src.ids[k] for k in keep), src.images[keep])
 
 
 @runtime_checkable
@@ -243,6 +262,7 @@ class ParrotAttacker:
             row = _row(kind, s, "none (obscured vs obscured)", "parrot: obscured gallery", "parrot", None)
             emb = ctx.embed(probe)
             ref = ctx.embed(ctx.obscure(ctx.reference, kind, s, seed=ctx.seed + 1))
+            ctx.candidates.require(2, "parrot")
             gal = self._gallery_embeddings(kind, s, ctx)
             ok = ~np.isnan(gal).any(axis=1)
             if ok.sum() < 2 or ref is None:
@@ -314,6 +334,7 @@ class LearnedAttacker:
     def _threshold(self, kind: str, s: float, ctx: AttackContext) -> float:
         key = ("learned-threshold", kind, s)
         if key not in ctx.cache:
+            ctx.candidates.require(2, "learned")
             index = {i: k for k, i in enumerate(ctx.gallery.ids)}
             rows = [index.get(i) for i in ctx.candidates.ids]
             if any(r is None for r in rows):
@@ -338,7 +359,39 @@ class LearnedAttacker:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Defaults: the built-in candidates, the context of one face, every attacker
+# Defaults: the restore attacker's restorers, the built-in candidates, the context of one face, every attacker
+
+
+@functools.lru_cache(maxsize=8)
+def _available_restorers(kind: str) -> dict:
+    """Every restorer for a degradation (learned from the manifest, classical, ``none``), built once."""
+    return resolve_restorers(None, [kind])[kind]
+
+
+def default_restorers(kinds: Sequence[str], thorough: bool = False
+                      ) -> dict[str, dict[str, tuple[object, float | None]]]:
+    """Restorers per obscuring kind, each with the strength it is told (``None``: told the sweep's strength).
+
+    ``pixelate_noise`` gets the pixelation restorers (told the true block size); ``fill`` gets every
+    restorer of every degradation, each told that degradation's default strength (there is nothing to know).
+    """
+    exclude = () if thorough else SLOW_RESTORERS
+    out: dict[str, dict[str, tuple[object, float | None]]] = {}
+    for kind in kinds:
+        check_kind(kind)
+        if kind == "fill":
+            found = {}
+            for base in DEGRADATIONS:
+                for name, r in _available_restorers(base).items():
+                    if name in exclude:
+                        continue
+                    key = "none" if name == "none" else f"{name} ({base})"
+                    found.setdefault(key, (r, float(STRENGTHS[base].default)))
+            out[kind] = found
+        else:
+            base = "pixelate" if kind == "pixelate_noise" else kind
+            out[kind] = {n: (r, None) for n, r in _available_restorers(base).items() if n not in exclude}
+    return out
 
 
 def builtin_candidates(n: int = 50, seed: int = 0) -> GalleryFaces:
@@ -358,7 +411,8 @@ def attack_context(clean: np.ndarray, *, embedder: Embedder | None = None, galle
         embedder: identity judge (default dlib).
         gallery: clean candidate gallery (default :func:`audit.safety.builtin_gallery`); the person's reference
             is added under ``own_id``.
-        candidates: candidates' clean photos (default :func:`builtin_candidates`), restricted to gallery ids.
+        candidates: candidates' clean photos (default: :func:`builtin_candidates`, loaded when first needed),
+            restricted to those whose ids are in the gallery.
         references: the person's *other* photos (clean crops). Without them a re-captured view of ``clean``
             (:func:`deblur.degrade.recapture`, seeded by ``seed``) stands in, reported as a proxy.
         seed, noise, fill: the obscuring of the sweep.
@@ -374,16 +428,16 @@ def attack_context(clean: np.ndarray, *, embedder: Embedder | None = None, galle
     ref_emb = embed(reference)
     if ref_emb is None:
         return None
+    if own_id in base.ids:  # the person is in the gallery only through the reference, never as this photo
+        keep = [k for k, i in enumerate(base.ids) if i != own_id]
+        base = type(base)([base.ids[k] for k in keep], base.embeddings[keep], base.centre, base.threshold)
     full = with_query(base, ref_emb, own_id)
     for extra in references[1:]:  # further photos of the person: more chances for rank-1
         e = embed(as_image(extra))
         if e is not None:
             full = type(full)(full.ids + [own_id], np.vstack([full.embeddings, e[None]]), full.centre, full.threshold)
-    cands = candidates if candidates is not None else builtin_candidates()
-    keep = [k for k, i in enumerate(cands.ids) if i in set(full.ids) and i != own_id]
-    cands = GalleryFaces(tuple(cands.ids[k] for k in keep), cands.images[keep])
-    return AttackContext(embed, full, cands, reference, ref_emb, own_id,
-                         functools.partial(obscure, noise=noise, fill=fill), seed, fmr, second_view)
+    return AttackContext(embed, full, candidates if candidates is not None else builtin_candidates, reference, ref_emb,
+                         own_id, functools.partial(obscure, noise=noise, fill=fill), seed, fmr, second_view)
 
 
 def default_attackers(kinds: Sequence[str], *, plan: dict | None = None, thorough: bool = False,
@@ -395,8 +449,6 @@ def default_attackers(kinds: Sequence[str], *, plan: dict | None = None, thoroug
         FileNotFoundError / ValueError: when the learned attacker's weights are missing or altered (no silent
             fallback: pass ``learned=False`` to leave it out knowingly).
     """
-    from audit.safety import default_restorers
-
     out = [RestoreAttacker(plan if plan is not None else default_restorers(list(kinds), thorough)),
            ParrotAttacker(disk_cache)]
     if unknown_kernel:
