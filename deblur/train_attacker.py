@@ -237,7 +237,7 @@ def train_attacker(cfg: AttackerConfig, progress: bool = True) -> dict:
     t_start = time.time()
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # on a shared, oversubscribed CPU a second thread only adds barrier waits
     faces = builtin_faces(cfg.n_faces, seed=cfg.face_seed)
     train = faces.subset("train")
     train = type(train)(train.images[:cfg.train_faces], train.ids[:cfg.train_faces], train.split[:cfg.train_faces],

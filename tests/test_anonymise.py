@@ -26,7 +26,7 @@ def small_context(small_faces):
     """16 built-in faces as the attackers' gallery and candidates (the default is 200 / 50; same code)."""
     gallery = gallery_from_faces(small_faces, get_embedder("dlib"), n=16)
     cands = GalleryFaces(tuple(small_faces.ids[:16]), small_faces.images[:16])
-    return functools.partial(attack_context, gallery=gallery, candidates=cands)
+    return functools.partial(attack_context, gallery=gallery, candidates=cands, fill="black")
 
 
 @pytest.fixture(scope="module")

@@ -162,3 +162,38 @@ def test_id_regressor_forward_backward_and_unknown_kind():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     with pytest.raises(ValueError, match="not trained on 'fill'"):
         condition(torch.rand(1, 3, 16, 16), ["fill"], torch.tensor([1.0]), {})
+
+
+def test_sweep_has_one_row_per_attacker_and_names_the_winner(face, small_faces):
+    from audit import safety
+
+    gallery = gallery_from_faces(small_faces, get_embedder("dlib"), n=16)
+    cands = GalleryFaces(tuple(small_faces.ids[:16]), small_faces.images[:16])
+    res = safety.sweep_face(face, gallery=gallery, candidates=cands, degradations=["pixelate"],
+                            strengths={"pixelate": (4, 12)})
+    t = res.table
+    assert set(t["attacker"]) == {"restore", "parrot", "unknown-kernel", "learned"}
+    assert t.groupby("strength")["attacker"].nunique().eq(4).all()
+    assert (t.loc[t["attacker"] == "unknown-kernel", "estimated_kind"] == "pixelate").all()
+    assert t.loc[t["attacker"] == "parrot", "threshold"].lt(gallery.threshold.distance).all()
+    rec = res.recommendations["pixelate"]
+    assert t.loc[t["strength"] == 4, "reidentified"].any(), "4-px blocks must be re-identified by someone"
+    assert rec.holdout.split(":")[0] in set(t["attacker"]) and (rec.strength or 12) >= 12
+
+
+def test_dataset_identity_column_uses_the_other_photo(face, small_faces):
+    from audit import safety
+    from audit.safety.attackers import RestoreAttacker, default_restorers
+
+    gallery = gallery_from_faces(small_faces, get_embedder("dlib"), n=16)
+    other = load_image("examples/generated-0.png")
+    faces = [("a1", face, {"person": "a"}), ("a2", recapture(face, np.random.default_rng(7)), {"person": "a"}),
+             ("b1", other, {"person": "b"})]
+    ds = safety.sweep_dataset(faces, gallery=gallery, degradations=["gaussian"], strengths={"gaussian": (2,)},
+                              identity="person", n_boot=10, predict=(),
+                              attackers=[RestoreAttacker(default_restorers(["gaussian"]))])
+    views = dict(zip(ds.per_face["image_id"], ds.per_face["second_view"], strict=True))
+    assert views == {"a1": "other_photo", "a2": "other_photo", "b1": "recapture"}
+    assert "person" not in ds.group_columns  # the identity is not a group
+    with pytest.raises(ValueError, match="identity column"):
+        safety.sweep_dataset(faces, gallery=gallery, degradations=["gaussian"], identity="nobody", predict=())

@@ -164,7 +164,8 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
         verify: run the attackers on the output (else every face gets the ladder's first strength).
         attackers: the attackers (default :func:`audit.safety.default_attackers` for ``kind``).
         context: ``context(clean_crop) -> AttackContext | None`` (default: :func:`audit.safety.attack_context`:
-            built-in gallery, re-captured second view; ``None`` when the embedder cannot read the face).
+            built-in gallery, re-captured second view, black fill; ``None`` when the embedder cannot read the
+            face). Faces are obscured with the context's own obscuring, so what is verified is what is written.
         seed: noise seed.
         progress: ``progress(fraction, message)``.
 
@@ -189,7 +190,7 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
             raise ValueError(f"face box {tuple(b)} lies outside the {w}x{h} photo (x0,y0,x1,y1 in pixels)")
         faces.append((Face((x0, y0, x1, y1), 1.0), "manual"))
     attackers = list(attackers) if attackers is not None else (default_attackers([kind, "fill"]) if verify else [])
-    context = context or functools.partial(attack_context, seed=seed)
+    context = context or functools.partial(attack_context, seed=seed, fill="black")
     out = img.copy()
     reports = []
     for i, (face, source) in enumerate(faces):
@@ -198,9 +199,11 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
         crop = crop_face(img, face, 128)
         clean = quantize(crop.image)
         ctx = context(clean) if verify else None
+        # the attackers' own obscuring (the parrot obscures its gallery with it): what is verified is what is written
+        hide = ctx.obscure if ctx is not None else functools.partial(obscure, fill="black")
 
         def attack(k: str, s: float) -> tuple[pd.DataFrame, str]:
-            trial = paste_face(out, obscure(clean, k, s, seed=seed + i, fill="black"), crop, FEATHER)
+            trial = paste_face(out, hide(clean, k, s, seed=seed + i), crop, FEATHER)
             probe = _recut(trial, crop)  # what an attacker cuts from the published photo
             rows = pd.concat([pd.DataFrame(a.attack(k, [s], [probe], ctx)).assign(attacker=a.name) for a in attackers],
                              ignore_index=True)
@@ -223,7 +226,7 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
             else:
                 verdict = "RE-IDENTIFIED even when filled"
         k, s = used
-        out = paste_face(out, obscure(clean, k, s, seed=seed + i, fill="black"), crop, FEATHER)
+        out = paste_face(out, hide(clean, k, s, seed=seed + i), crop, FEATHER)
         reports.append(FaceReport(i, tuple(float(v) for v in face.box), source, face.score, k, s,
                                   s / _photo_scale(crop) if k != "fill" else math.nan, verdict, attempts, rows))
     settings = {"kind": kind, "ladder": list(steps), "detector": detector, "min_size": min_size, "seed": seed,

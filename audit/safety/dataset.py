@@ -71,6 +71,7 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
                   strengths: Mapping[str, Sequence[float]] | None = None, margin: float = 0.0,
                   thorough: bool = False, predict: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0,
                   min_group_n: int = 30, identity: str | None = None, candidates: GalleryFaces | None = None,
+                  attackers: Sequence | None = None,
                   progress: Callable[[int, int], None] | None = None) -> DatasetSafety:
     """:func:`sweep_face` over many faces, then the distribution of safe strengths per group.
 
@@ -95,6 +96,7 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
             else; faces without another photo fall back to a re-captured view (a proxy, marked as such).
         candidates: clean photos of attack candidates (parrot, learned calibration); default: the built-in ones
             with the built-in gallery, the other faces of the data set with another gallery.
+        attackers: the attackers (default: all four, :func:`audit.safety.attackers.default_attackers`).
         progress: called as ``progress(done, total)`` per face.
     """
     start = time.perf_counter()
@@ -128,7 +130,7 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
                                  np.array([to_uint8(d.image) for d in others]).reshape(-1, 128, 128, 3))
         res = sweep_face(c.image, gallery=own, embedder=embedder, degradations=list(grid), strengths=grid,
                          margin=margin, own_id=c.image_id, thorough=thorough, seed=seed, require_face=False,
-                         references=[d.image for d in same], candidates=cands)
+                         references=[d.image for d in same], candidates=cands, attackers=attackers)
         row = {"image_id": c.image_id, **{a: c.groups.get(a, "") for a in group_columns}}
         for kind, rec in res.recommendations.items():
             row[f"safe_{kind}"] = math.nan if rec.strength is None else rec.strength

@@ -325,5 +325,7 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
     return SweepResult(table, recommend(table, margin), base.threshold, float(margin), clean, embedder.name, excluded,
                        time.perf_counter() - start, len(ctx.embed.cache),
                        {"seed": seed, "noise": noise, "fill": fill, "second_view": ctx.second_view,
-                        "attackers": [a.name for a in attackers], "candidates": len(ctx.candidates.ids),
+                        "attackers": [a.name for a in attackers],
+                        # only the parrot and the learned attacker load the candidates (cached_property)
+                        "candidates": len(ctx.__dict__["candidates"].ids) if "candidates" in ctx.__dict__ else 0,
                         "gallery_size": len(ctx.gallery.ids)})
