@@ -313,7 +313,8 @@ def write_attacker_card(name: str, entry: dict, cards_dir: str | Path) -> Path:
     cfg = entry["train_config"]
     text = "\n".join([
         f"# Model card: `{name}` (learned attacker)", "",
-        "A small CNN that maps an obscured face (64 px, told the obscuring kind and strength) to the dlib "
+        f"A small MLP that maps an obscured face ({entry['model_args']['size']}-px thumbnail of the 128-px crop, told the "
+        "obscuring kind and strength) to the dlib "
         "embedding of the clean face — the *learned* attacker of \"Is this blur safe?\" (`audit.safety.attackers`). It "
         "never restores the face; its prediction is matched against clean photos. After Hao et al. 2020 "
         "(arXiv 1905.05243: a recogniser trained on blurred faces keeps ~82 % identification where one trained "
@@ -325,7 +326,8 @@ def write_attacker_card(name: str, entry: dict, cards_dir: str | Path) -> Path:
         f"- obscuring it knows: {', '.join(f'{k} {lo:g}–{hi:g}' for k, (lo, hi) in entry['strengths'].items())} px",
         f"- data: {entry['data']['train_faces']} built-in *train* faces × {entry['data']['views_per_face']} "
         "obscured views (half re-captured first: shift, scale, rotation, lighting, JPEG), 8-bit rounded",
-        f"- trained: {entry['train_seconds'] / 60:.1f} min, {entry['steps']} steps on {entry['device']} "
+        f"- trained: {entry['train_seconds'] / 60:.1f} min, {entry['steps']} steps on {entry['device']} of a CPU shared "
+        "with other jobs "
         f"(`python -m deblur.train --model id_regressor --minutes {cfg['minutes']:g} --train-faces {cfg['train_faces']}`)",
         "", "## Identification on held-out faces", "",
         f"{m['faces']} built-in *test* faces, each re-captured, then obscured; rank-1 = the prediction is "
