@@ -26,18 +26,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
 from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
 from audit.metrics import Threshold, calibrate_threshold
 from deblur.degrade import DEGRADATIONS, as_image, degrade, quantize
-from deblur.faces import haar_has_face
+from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
+from deblur.faces import CROP_SIZE, haar_has_face
 from deblur.metrics import psnr, ssim
+from deblur.strengths import AUDIT_GRID
 
 __all__ = ["AuditConfig", "AuditResult", "CleanFace", "Gallery", "ROW_FIELDS", "audit_image", "prepare_face",
            "resolve_restorers", "run_audit"]
 
-CROP_SIZE = 128
-DEFAULT_DEGRADATIONS: dict[str, tuple[float, ...]] = {"gaussian": (2, 4, 6), "pixelate": (4, 8), "motion": (9, 15)}
 
 # Columns of per_image.csv, in order; group columns are appended per run.
 ROW_FIELDS = (
@@ -299,7 +298,7 @@ class AuditConfig:
     labels: str | None = None
     format: str | None = None
     models: Sequence[str] | None = None
-    degradations: Mapping[str, Sequence[float]] = field(default_factory=lambda: dict(DEFAULT_DEGRADATIONS))
+    degradations: Mapping[str, Sequence[float]] = field(default_factory=lambda: dict(AUDIT_GRID))
     embedder: str = "dlib"
     out: str = "results/audit"
     n: int = 200

@@ -44,33 +44,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deblur.embed import Embedder, get_embedder, l2_distance
 from audit.engine import Gallery
 from audit.metrics import Threshold, group_metrics
-from deblur.degrade import DEGRADATIONS, STRENGTHS, _check_strength, as_image, degrade, quantize, to_uint8
+from deblur.degrade import (
+    DEGRADATIONS,
+    NOISE_SIGMA,
+    as_image,
+    degrade,
+    pixelate_noise,
+    quantize,
+    solid_fill,
+    to_uint8,
+)
+from deblur.embed import Embedder, get_embedder, l2_distance
 from deblur.io import encode_png
+from deblur.restore import restorers_for
+from deblur.strengths import OBSCURING_KINDS, SAFETY_GRID, STRENGTHS, check_strength
 
-__all__ = ["DEFAULT_STRENGTHS", "KINDS", "LOWER_BOUND_NOTE", "NONINVERTIBLE", "SLOW_RESTORERS", "DatasetSafety",
+__all__ = ["KINDS", "LOWER_BOUND_NOTE", "NONINVERTIBLE", "SLOW_RESTORERS", "DatasetSafety",
            "Recommendation", "SweepResult", "builtin_gallery", "figure", "gallery_from_faces", "obscure",
-           "pixelate_noise", "recommend", "solid_fill", "sweep_dataset", "sweep_face", "with_query"]
+           "recommend", "sweep_dataset", "sweep_face", "with_query"]
 
-NONINVERTIBLE = ("fill", "pixelate_noise")
+NONINVERTIBLE = tuple(OBSCURING_KINDS)
 KINDS = (*DEGRADATIONS, *NONINVERTIBLE)
-# 7-9 strengths per degradation keep a one-face sweep near 55 dlib embeddings (~80 ms CPU each). They go
-# beyond STRENGTHS.high where the attacker with the true kernel still wins there: Wiener undid σ=8 on some
-# faces and every motion length up to 63 px on ours. σ > 12 is left out: the 2-D Gaussian kernel of
-# deblur.degrade costs ~0.3 s per image at σ=12 and grows with σ².
-DEFAULT_STRENGTHS: dict[str, tuple[float, ...]] = {
-    "gaussian": (0, 1, 2, 3, 4, 6, 8, 10, 12),
-    "pixelate": (1, 2, 4, 6, 8, 10, 12, 16),
-    "motion": (1, 9, 15, 21, 31, 45, 63),
-    "fill": (1,),
-    "pixelate_noise": (4, 8, 12),
-}
 # Richardson–Lucy costs ~110 ms per image on top of its embedding and restored less identity than Wiener on
 # our faces; the interactive sweep skips it (``thorough=True`` / ``--thorough`` puts it back).
 SLOW_RESTORERS = ("richardson-lucy",)
-NOISE_SIGMA = 0.25  # per-block noise of pixelate_noise, in [0, 1] intensity units (≈64 grey levels)
 DUPLICATE_DISTANCE = 0.1  # gallery faces this close to the query are the same picture (re-encoded), not a match
 STRENGTH_LABELS = {"fill": "fill (no strength)", "pixelate_noise": "block size (px), noise σ per block"}
 LOWER_BOUND_NOTE = (
@@ -89,46 +88,6 @@ ProgressFn = Callable[[float, str], None]
 # Obscuring
 
 
-def solid_fill(img: np.ndarray, colour: str = "mean") -> np.ndarray:
-    """Replace the whole face crop by one colour: its mean colour (``"mean"``) or ``"black"``.
-
-    Raises:
-        ValueError: for another ``colour``.
-    """
-    img = as_image(img)
-    if colour == "mean":
-        return np.broadcast_to(img.mean(axis=(0, 1), dtype=np.float64).astype(np.float32), img.shape).copy()
-    if colour == "black":
-        return np.zeros_like(img)
-    raise ValueError(f"fill colour must be 'mean' or 'black', got {colour!r}")
-
-
-def pixelate_noise(img: np.ndarray, block: int, rng: np.random.Generator, sigma: float = NOISE_SIGMA) -> np.ndarray:
-    """Pixelate, then add Gaussian noise of std ``sigma`` to every block colour (one draw per block and channel).
-
-    Noise on the block means — not on pixels, which the block average of a restorer would cancel — destroys
-    the information a known-block-size restorer needs; the mean of a block cannot be recovered from it.
-
-    Args:
-        img: face crop.
-        block: block side in pixels.
-        rng: the only source of randomness (``np.random.default_rng(seed)``).
-        sigma: noise std in ``[0, 1]`` intensity units.
-    """
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError("rng must be a numpy.random.Generator (np.random.default_rng(seed))")
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"noise sigma must be >= 0, got {sigma}")
-    from deblur.classical import block_grid
-
-    img = as_image(img)
-    n = int(_check_strength("pixelate", block))
-    grid = block_grid(img, n)
-    grid = np.clip(grid + rng.normal(0.0, sigma, grid.shape).astype(np.float32), 0.0, 1.0)
-    h, w = img.shape[:2]
-    return np.repeat(np.repeat(grid, n, axis=0)[:h], n, axis=1)[:, :w].astype(np.float32)
-
-
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown degradation {kind!r}; choose one of {list(KINDS)}")
@@ -138,11 +97,11 @@ def _check_strengths(kind: str, strengths: Sequence[float]) -> tuple[float, ...]
     values = list(strengths) if strengths is not None else []
     if not values:
         raise ValueError(f"the strength list of {kind!r} is empty; give at least one strength "
-                         f"(e.g. {DEFAULT_STRENGTHS[kind]})")
+                         f"(e.g. {SAFETY_GRID[kind]})")
     if kind == "fill":
         return (1.0,)
     base = "pixelate" if kind == "pixelate_noise" else kind
-    return tuple(sorted({_check_strength(base, s) for s in values}))
+    return tuple(sorted({check_strength(base, s) for s in values}))
 
 
 def obscure(img: np.ndarray, kind: str, strength: float, *, seed: int = 0, noise: float = NOISE_SIGMA,
@@ -161,7 +120,7 @@ def obscure(img: np.ndarray, kind: str, strength: float, *, seed: int = 0, noise
     if kind == "fill":
         out = solid_fill(img, fill)
     elif kind == "pixelate_noise":
-        out = pixelate_noise(img, int(_check_strength("pixelate", strength)),
+        out = pixelate_noise(img, int(check_strength("pixelate", strength)),
                              np.random.default_rng([seed, int(strength)]), noise)
     else:
         out = degrade(img, kind, strength)
@@ -232,14 +191,6 @@ def with_query(gallery: Gallery, embedding: np.ndarray, own_id: str = "query") -
 # Restorers
 
 
-@functools.lru_cache(maxsize=8)
-def _available_restorers(kind: str) -> dict:
-    """Every restorer for a degradation (learned from the manifest, classical, ``none``), built once."""
-    from audit.engine import resolve_restorers
-
-    return resolve_restorers(None, [kind])[kind]
-
-
 def default_restorers(kinds: Sequence[str], thorough: bool = False
                       ) -> dict[str, dict[str, tuple[object, float | None]]]:
     """Restorers per obscuring kind, each with the strength it is told (``None``: told the sweep's strength).
@@ -254,7 +205,7 @@ def default_restorers(kinds: Sequence[str], thorough: bool = False
         if kind == "fill":
             found = {}
             for base in DEGRADATIONS:
-                for name, r in _available_restorers(base).items():
+                for name, r in restorers_for(base).items():
                     if name in exclude:
                         continue
                     key = "none" if name == "none" else f"{name} ({base})"
@@ -262,7 +213,7 @@ def default_restorers(kinds: Sequence[str], thorough: bool = False
             out[kind] = found
         else:
             base = "pixelate" if kind == "pixelate_noise" else kind
-            out[kind] = {n: (r, None) for n, r in _available_restorers(base).items() if n not in exclude}
+            out[kind] = {n: (r, None) for n, r in restorers_for(base).items() if n not in exclude}
     return out
 
 
@@ -440,7 +391,7 @@ def _resolve_grid(degradations: Sequence[str], strengths: Mapping[str, Sequence[
     unknown = [k for k in strengths if k not in kinds]
     if unknown:
         raise ValueError(f"strengths given for {unknown}, which are not among the degradations {kinds}")
-    return {k: _check_strengths(k, strengths.get(k, DEFAULT_STRENGTHS[k])) for k in kinds}
+    return {k: _check_strengths(k, strengths.get(k, SAFETY_GRID[k])) for k in kinds}
 
 
 def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedder: Embedder | None = None,
@@ -456,7 +407,7 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
             under ``own_id`` unless it is already in it. Its threshold is the match threshold.
         embedder: identity judge (default: dlib).
         degradations: kinds to sweep, from :data:`KINDS`.
-        strengths: kind → strengths (default :data:`DEFAULT_STRENGTHS`), pixels of the crop.
+        strengths: kind → strengths (default :data:`deblur.strengths.SAFETY_GRID`), pixels of the crop.
         restorers: kind → {name → restorer}; default :func:`default_restorers` (every learned and classical
             restorer; Richardson–Lucy only with ``thorough``). Non-blind restorers are told the true strength.
         margin: distance margin above the threshold (>= 0).
