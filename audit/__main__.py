@@ -14,7 +14,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from audit.engine import AuditConfig, run_audit
+from audit.config import AuditConfig
+from audit.engine import run_audit
 from audit.groups import PREDICTED_ATTRIBUTES
 from deblur.external.spec import DEFAULT_CONCURRENCY
 from deblur.strengths import AUDIT_GRID, parse_strengths
