@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from audit.config import AuditConfig
-from audit.metrics import adjust_pvalues, bootstrap_ci, group_metrics, wilson_interval
+from audit.stats import adjust_pvalues, bootstrap_ci, group_metrics, wilson_interval
 
 __all__ = ["contact_sheets", "figures", "summarize", "write_report"]
 
