@@ -14,7 +14,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from audit.engine import DEFAULT_DEGRADATIONS, AuditConfig, run_audit
+from audit.config import DEFAULT_DEGRADATIONS, AuditConfig
+from audit.engine import run_audit
 from audit.groups import PREDICTED_ATTRIBUTES
 from deblur.external.spec import DEFAULT_CONCURRENCY
 
@@ -25,7 +26,7 @@ def parse_strengths(degradations: Sequence[str], tokens: Sequence[str] | None) -
     """Strengths per degradation from CLI tokens.
 
     ``kind=a,b,c`` sets one kind's strengths; bare numbers apply to every kind without its own list. Kinds
-    with neither get their defaults (:data:`audit.engine.DEFAULT_DEGRADATIONS`).
+    with neither get their defaults (:data:`audit.config.DEFAULT_DEGRADATIONS`).
 
     Raises:
         ValueError: for a malformed token or a kind that is not among ``degradations``.
