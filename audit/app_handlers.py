@@ -18,8 +18,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from audit.data.fairface import ATTRIBUTION
 from audit.engine import AuditConfig, run_audit
-from deblur.fairface import ATTRIBUTION
 from deblur.restore import WEIGHTS_DIR, restorer_names
 from deblur.strengths import AUDIT_GRID, STRENGTHS, format_grid, parse_strengths
 

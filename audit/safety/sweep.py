@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from audit.engine import Gallery
-from audit.metrics import Threshold
 from audit.safety.gallery import builtin_gallery, with_query
 from audit.safety.obscure import KINDS, check_kind, obscure
+from audit.stats import Threshold
 from deblur.degrade import DEGRADATIONS, NOISE_SIGMA, as_image, quantize, to_uint8
 from deblur.embed import Embedder, get_embedder, l2_distance
 from deblur.faces import haar_has_face
