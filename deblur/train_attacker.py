@@ -38,6 +38,7 @@ from deblur import degrade
 from deblur.data import builtin_faces, cache_dir
 from deblur.embed import get_embedder
 from deblur.models.id_regressor import KINDS, IdRegressor, condition
+from deblur.restore import WEIGHTS_DIR, load_checkpoint, load_manifest, sha256_file
 
 __all__ = ["ATTACKER_DIR", "TRAIN_STRENGTHS", "AttackerConfig", "EmbeddingAttacker", "attacker_entries",
            "embedding_targets", "load_attacker", "obscure_for_attacker", "train_attacker", "write_attacker_card"]
@@ -161,8 +162,6 @@ class EmbeddingAttacker:
     """
 
     def __init__(self, path: str | Path):
-        from deblur.restore import load_checkpoint
-
         self.path = Path(path)
         ckpt = load_checkpoint(self.path)
         if ckpt.get("task") != "attacker":
@@ -194,8 +193,6 @@ def load_attacker(name: str = "id_regressor-dlib", weights_dir: str | Path | Non
     Raises:
         FileNotFoundError / ValueError: missing, tampered or foreign checkpoint, with the retrain command.
     """
-    from deblur.restore import WEIGHTS_DIR, load_manifest, sha256_file
-
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
     entry = load_manifest(weights_dir).get("attackers", {}).get(name)
     if entry is None:
@@ -345,8 +342,6 @@ def write_attacker_card(name: str, entry: dict, cards_dir: str | Path) -> Path:
 
 def attacker_entries(weights_dir: str | Path) -> dict:
     """Manifest entries (and cards) of the learned attackers in ``weights_dir/attackers/*.pt``."""
-    from deblur.restore import load_checkpoint, sha256_file
-
     weights_dir = Path(weights_dir)
     out = {}
     for path in sorted((weights_dir / "attackers").glob("*.pt")):

@@ -48,9 +48,8 @@ from audit.safety.attackers import (
 from audit.safety.dataset import DatasetSafety, sweep_dataset
 from audit.safety.figures import figure, group_figures
 from audit.safety.gallery import DUPLICATE_DISTANCE, builtin_gallery, gallery_from_faces, with_query
-from audit.safety.obscure import KINDS, NOISE_SIGMA, NONINVERTIBLE, check_kind, obscure, pixelate_noise, solid_fill
+from audit.safety.obscure import KINDS, NONINVERTIBLE, check_kind, obscure
 from audit.safety.sweep import (
-           DEFAULT_STRENGTHS,
            LOWER_BOUND_NOTE,
            SLOW_RESTORERS,
            STRENGTH_LABELS,
@@ -64,7 +63,7 @@ from audit.safety.sweep import (
 
 __all__ = ["ATTACKER_NAMES", "AnonymiseResult", "AttackContext", "Attacker", "GalleryFaces", "anonymise",
            "attack_context", "builtin_candidates", "default_attackers", "example_group_photo", "independent_check",
-           "parse_box", "DEFAULT_STRENGTHS", "DUPLICATE_DISTANCE", "KINDS", "LOWER_BOUND_NOTE", "NOISE_SIGMA", "NONINVERTIBLE",
+           "parse_box", "DUPLICATE_DISTANCE", "KINDS", "LOWER_BOUND_NOTE", "NONINVERTIBLE",
            "SLOW_RESTORERS", "STRENGTH_LABELS", "DatasetSafety", "Recommendation", "SweepResult", "builtin_gallery",
            "check_kind", "default_restorers", "figure", "gallery_from_faces", "group_figures", "obscure",
-           "pixelate_noise", "recommend", "resolve_grid", "solid_fill", "sweep_dataset", "sweep_face", "with_query"]
+           "recommend", "resolve_grid", "sweep_dataset", "sweep_face", "with_query"]

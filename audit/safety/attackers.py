@@ -34,12 +34,14 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from audit.engine import resolve_restorers
 from audit.safety.gallery import builtin_gallery, with_query
-from audit.safety.obscure import NOISE_SIGMA, check_kind, obscure
+from audit.safety.obscure import check_kind, obscure
 from deblur.data import builtin_faces, cache_dir
-from deblur.degrade import DEGRADATIONS, STRENGTHS, as_image, recapture, to_uint8
+from deblur.degrade import DEGRADATIONS, NOISE_SIGMA, as_image, recapture, to_uint8
 from deblur.embed import Embedder, get_embedder, l2_distance
+from deblur.restore import restorers_for
+from deblur.restore.classical import classical_restorers
+from deblur.strengths import STRENGTHS
 from deblur.train_attacker import load_attacker
 
 __all__ = ["ATTACKER_NAMES", "SLOW_RESTORERS", "AttackContext", "Attacker", "EmbedCache", "GalleryFaces",
@@ -298,8 +300,6 @@ class UnknownKernelAttacker:
     def __init__(self, estimate: Callable, restorers: dict | None = None):
         self.estimate = estimate
         if restorers is None:
-            from deblur.classical import classical_restorers
-
             restorers = {k: next(r for n, r in classical_restorers(k).items() if n != "none") for k in DEGRADATIONS}
         self.restorers = restorers
 
@@ -362,12 +362,6 @@ class LearnedAttacker:
 # Defaults: the restore attacker's restorers, the built-in candidates, the context of one face, every attacker
 
 
-@functools.lru_cache(maxsize=8)
-def _available_restorers(kind: str) -> dict:
-    """Every restorer for a degradation (learned from the manifest, classical, ``none``), built once."""
-    return resolve_restorers(None, [kind])[kind]
-
-
 def default_restorers(kinds: Sequence[str], thorough: bool = False
                       ) -> dict[str, dict[str, tuple[object, float | None]]]:
     """Restorers per obscuring kind, each with the strength it is told (``None``: told the sweep's strength).
@@ -382,7 +376,7 @@ def default_restorers(kinds: Sequence[str], thorough: bool = False
         if kind == "fill":
             found = {}
             for base in DEGRADATIONS:
-                for name, r in _available_restorers(base).items():
+                for name, r in restorers_for(base).items():
                     if name in exclude:
                         continue
                     key = "none" if name == "none" else f"{name} ({base})"
@@ -390,7 +384,7 @@ def default_restorers(kinds: Sequence[str], thorough: bool = False
             out[kind] = found
         else:
             base = "pixelate" if kind == "pixelate_noise" else kind
-            out[kind] = {n: (r, None) for n, r in _available_restorers(base).items() if n not in exclude}
+            out[kind] = {n: (r, None) for n, r in restorers_for(base).items() if n not in exclude}
     return out
 
 

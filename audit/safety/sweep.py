@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from audit.engine import Gallery
-from audit.metrics import Threshold
 from audit.safety.attackers import (
     SLOW_RESTORERS,
     attack_context,
@@ -19,27 +18,18 @@ from audit.safety.attackers import (
     default_restorers,
 )
 from audit.safety.gallery import builtin_gallery
-from audit.safety.obscure import KINDS, NOISE_SIGMA, check_kind, obscure
-from deblur.degrade import STRENGTHS, _check_strength, as_image, quantize
+from audit.safety.obscure import KINDS, check_kind, obscure
+from audit.stats import Threshold
+from deblur.degrade import NOISE_SIGMA, as_image, quantize
 from deblur.embed import Embedder, get_embedder
 from deblur.faces import haar_has_face
 from deblur.io import encode_png
+from deblur.strengths import SAFETY_GRID, STRENGTHS, check_strength
 
-__all__ = ["DEFAULT_STRENGTHS", "LOWER_BOUND_NOTE", "SLOW_RESTORERS", "STRENGTH_LABELS", "Recommendation",
+__all__ = ["LOWER_BOUND_NOTE", "SLOW_RESTORERS", "STRENGTH_LABELS", "Recommendation",
            "SweepResult", "default_restorers", "recommend", "resolve_grid", "sweep_face"]
 
 
-# 7-9 strengths per degradation keep a one-face sweep near 55 dlib embeddings (~80 ms CPU each). They go
-# beyond STRENGTHS.high where the attacker with the true kernel still wins there: Wiener undid σ=8 on some
-# faces and every motion length up to 63 px on ours. σ > 12 is left out: the 2-D Gaussian kernel of
-# deblur.degrade costs ~0.3 s per image at σ=12 and grows with σ².
-DEFAULT_STRENGTHS: dict[str, tuple[float, ...]] = {
-    "gaussian": (0, 1, 2, 3, 4, 6, 8, 10, 12),
-    "pixelate": (1, 2, 4, 6, 8, 10, 12, 16),
-    "motion": (1, 9, 15, 21, 31, 45, 63),
-    "fill": (1,),
-    "pixelate_noise": (4, 8, 12),
-}
 TABLE_COLUMNS = ["degradation", "strength", "attacker", "restorer", "label", "family", "uses_strength", "told_strength",
                  "estimated_kind", "distance", "threshold", "margin", "rank1", "reidentified", "status", "embedder",
                  "second_view"]
@@ -60,11 +50,11 @@ def _check_strengths(kind: str, strengths: Sequence[float]) -> tuple[float, ...]
     values = list(strengths) if strengths is not None else []
     if not values:
         raise ValueError(f"the strength list of {kind!r} is empty; give at least one strength "
-                         f"(e.g. {DEFAULT_STRENGTHS[kind]})")
+                         f"(e.g. {SAFETY_GRID[kind]})")
     if kind == "fill":
         return (1.0,)
     base = "pixelate" if kind == "pixelate_noise" else kind
-    return tuple(sorted({_check_strength(base, s) for s in values}))
+    return tuple(sorted({check_strength(base, s) for s in values}))
 
 
 
@@ -236,7 +226,7 @@ def resolve_grid(degradations: Sequence[str], strengths: Mapping[str, Sequence[f
     unknown = [k for k in strengths if k not in kinds]
     if unknown:
         raise ValueError(f"strengths given for {unknown}, which are not among the degradations {kinds}")
-    return {k: _check_strengths(k, strengths.get(k, DEFAULT_STRENGTHS[k])) for k in kinds}
+    return {k: _check_strengths(k, strengths.get(k, SAFETY_GRID[k])) for k in kinds}
 
 
 def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedder: Embedder | None = None,
@@ -257,7 +247,7 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
             reference is added under ``own_id``. Its threshold is the clean match threshold.
         embedder: identity judge (default: dlib).
         degradations: kinds to sweep, from :data:`KINDS`.
-        strengths: kind → strengths (default :data:`DEFAULT_STRENGTHS`), pixels of the crop.
+        strengths: kind → strengths (default :data:`deblur.strengths.SAFETY_GRID`), pixels of the crop.
         restorers: kind → {name → restorer} of the restore attacker; default :func:`default_restorers` (every
             learned and classical restorer; Richardson–Lucy only with ``thorough``), told the true strength.
         attackers: the attackers (default :func:`default_attackers`: all four).
