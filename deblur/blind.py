@@ -18,9 +18,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deblur.classical import classical_estimate
 from deblur.degrade import as_image
 from deblur.estimate import Estimate, estimate
+from deblur.restore.classical import classical_estimate
 
 __all__ = ["EstimatedStrength", "cached_estimate", "with_estimated"]
 

@@ -32,11 +32,11 @@ from deblur import degrade, texture
 from deblur.data import builtin_faces
 from deblur.models import PatchDiscriminator, build_model, count_params
 from deblur.restore import assemble_input, pick_device
+from deblur.strengths import EVAL_GRID
 
 __all__ = ["TrainConfig", "checkerboard_energy", "checkerboard_report", "evaluate", "make_pairs",
            "psnr", "train"]
 
-EVAL_STRENGTHS = {"gaussian": (2.0, 4.0, 6.0), "pixelate": (4.0, 8.0, 12.0), "motion": (9.0, 15.0, 21.0)}
 
 
 @dataclass
@@ -124,7 +124,7 @@ def make_pairs(images: np.ndarray, kind: str, strengths: tuple[float, float], rn
         strengths: ``(low, high)``; ignored when ``fixed`` is given.
         rng: the only source of randomness.
         pairs_per_face: degraded versions per face.
-        with_classical: also compute :func:`deblur.classical.classical_estimate`.
+        with_classical: also compute :func:`deblur.restore.classical.classical_estimate`.
         fixed: use this strength for every image.
         artifacts: optional ``(img, rng) -> img`` applied after the degradation, before 8-bit rounding.
 
@@ -133,7 +133,7 @@ def make_pairs(images: np.ndarray, kind: str, strengths: tuple[float, float], rn
         ``strength`` float32.
     """
     if with_classical:
-        from deblur.classical import classical_estimate
+        from deblur.restore.classical import classical_estimate
     idx = np.repeat(np.arange(len(images)), pairs_per_face)
     degraded = np.empty((len(idx),) + images.shape[1:], np.uint8)
     classical = np.empty(degraded.shape, np.float16) if with_classical else None
@@ -177,16 +177,16 @@ def evaluate(restore_fn, kind: str, clean: np.ndarray, strengths=None, with_clas
         restore_fn: ``(degraded N x H x W x 3 float, strength) -> restored`` or None (baselines only).
         kind: degradation.
         clean: ``N x H x W x 3`` uint8 held-out faces.
-        strengths: strengths to test (default :data:`EVAL_STRENGTHS`).
+        strengths: strengths to test (default :data:`deblur.strengths.EVAL_GRID`).
 
     Returns:
         ``{"by_strength": {"4": {"degraded": {"psnr", "ssim"}, "classical": ..., "model": ...}}, "mean": ...}``.
     """
     from skimage.metrics import structural_similarity
 
-    from deblur.classical import classical_estimate
+    from deblur.restore.classical import classical_estimate
 
-    strengths = strengths or EVAL_STRENGTHS[kind]
+    strengths = strengths or EVAL_GRID[kind]
     faces = clean.astype(np.float32) / 255
     by: dict = {}
     for s in strengths:
@@ -272,8 +272,8 @@ def checkerboard_report(outputs: np.ndarray, targets: np.ndarray, inputs: np.nda
 
 def _model_fn(model, kind, device, batch=16):
     """Wrap a model as ``(degraded batch, strength) -> restored`` for :func:`evaluate`."""
-    from deblur.classical import classical_estimate
-    from deblur.restore import _pad_to_multiple
+    from deblur.restore.classical import classical_estimate
+    from deblur.restore.learned import _pad_to_multiple
 
     def fn(deg: np.ndarray, s: float) -> np.ndarray:
         out = []
@@ -422,8 +422,8 @@ LABELS = {
 }
 SUMMARIES = {
     "resunet": "Our residual U-Net (PixelShuffle upsampling). It is told the strength and refines the classical "
-               "non-blind estimate (`deblur.classical.classical_estimate`), so a zero correction reproduces the "
-               "classical baseline. One model covers the whole strength range it was trained on.",
+               "non-blind estimate (`deblur.restore.classical.classical_estimate`), so a zero correction reproduces "
+               "the classical baseline. One model covers the whole strength range it was trained on.",
     "seed_ae": "Reproduction of the reference study's Gaussian-blur autoencoder: exactly 29,507 parameters, two "
                "32-kernel convolutions with max-pooling in the encoder, two with upsampling in the decoder, a "
                "sigmoid output. Blind (not told σ). Kept to show what the study's model does, not because it is good.",
@@ -593,9 +593,9 @@ def write_card(name: str, entry: dict, cards_dir: str | Path = "weights/cards") 
            else ".")
         + (f" Faces: {entry['data']['subset']}." if entry["data"].get("subset") else ""), "",
         f"## Held-out metrics ({test['test_faces']} test-split faces, degraded and rounded to 8 bits)", "",
-        "Classical baseline = `deblur.classical.classical_estimate` (non-blind: Wiener with an identity regulariser "
-        "for blur, bicubic of the block grid for pixelation).", "", *rows, "", *_verdict(test), *_real_section(entry),
-        *extra, "",
+        "Classical baseline = `deblur.restore.classical.classical_estimate` (non-blind: Wiener with an identity "
+        "regulariser for blur, bicubic of the block grid for pixelation).", "", *rows, "", *_verdict(test),
+        *_real_section(entry), *extra, "",
         "## Intended use", "",
         "Research and teaching: showing what face 'deblurring' models do to degraded faces, and auditing how much "
         "identity they restore or distort (facedrift's audit and playground).", "",
@@ -686,7 +686,7 @@ def results_table(models: dict) -> str:
     """Markdown table of every shipped model's held-out PSNR/SSIM next to the degraded input and classical."""
     lines = ["# Shipped models on the held-out test split", "",
              "Mean over the test faces of `builtin_faces(4000, seed=0)`, degraded and rounded to 8 bits. Classical = "
-             "`deblur.classical.classical_estimate` (non-blind). Δ = model minus baseline, in dB. Written by "
+             "`deblur.restore.classical.classical_estimate` (non-blind). Δ = model minus baseline, in dB. Written by "
              "`python -m deblur.train --ship`.", "",
              "| model | degradation | strength | degraded PSNR | classical PSNR | model PSNR | Δ vs degraded | "
              "Δ vs classical | model SSIM | train min |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -103,8 +103,8 @@ def test_cli_tiny_image_says_what_to_do(tmp_path, capsys):
 
 def test_estimated_strength_restorer_is_blind_and_close_to_told(face):
     from deblur.blind import EstimatedStrength, with_estimated
-    from deblur.classical import WienerRestorer
     from deblur.metrics import psnr
+    from deblur.restore.classical import WienerRestorer
 
     wiener = WienerRestorer("motion")
     degraded = degrade.quantize(degrade.motion(face, 15))
@@ -128,7 +128,7 @@ def test_evaluate_on_a_folder_of_photos(tmp_path, face, real):
     save_png(real[:128, :128], photos / "b.png")
     (photos / "notes.txt").write_text("not a photo")
     out = tmp_path / "ev"
-    assert evaluate.main(["--out", str(out), "--data", str(photos), "--no-identity", "--strengths", "gaussian:3",
+    assert evaluate.main(["--out", str(out), "--data", str(photos), "--no-identity", "--strengths", "gaussian=3",
                           "--weights-dir", str(tmp_path / "none")]) == 0
     md = (out / "eval.md").read_text()
     assert "2 images of `--data" in md and "`wiener (estimated strength)` | estimated |" in md
