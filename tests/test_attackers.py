@@ -186,7 +186,7 @@ def test_dataset_identity_column_uses_the_other_photo(face, small_faces):
     from audit.safety.attackers import RestoreAttacker, default_restorers
 
     gallery = gallery_from_faces(small_faces, get_embedder("dlib"), n=16)
-    other = load_image("examples/generated-0.png")
+    other = small_faces.image(20)  # not in the 16-face gallery
     faces = [("a1", face, {"person": "a"}), ("a2", recapture(face, np.random.default_rng(7)), {"person": "a"}),
              ("b1", other, {"person": "b"})]
     ds = safety.sweep_dataset(faces, gallery=gallery, degradations=["gaussian"], strengths={"gaussian": (2,)},

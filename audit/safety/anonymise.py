@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from audit.safety.attackers import attack_context, default_attackers
+from audit.safety.attackers import attack_context, default_attackers, default_fill_attackers
 from audit.safety.obscure import obscure
 from deblur.degrade import as_image, quantize
 from deblur.faces import Face, FaceCrop, crop_face, detect_faces, paste_face
@@ -162,7 +162,8 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
         detector: ``"mtcnn"`` or ``"haar"``.
         min_size: smallest face side (photo px) the detector reports.
         verify: run the attackers on the output (else every face gets the ladder's first strength).
-        attackers: the attackers (default :func:`audit.safety.default_attackers` for ``kind``).
+        attackers: the attackers of every step (default: :func:`audit.safety.default_attackers` for ``kind``,
+            and for the black fill :func:`audit.safety.attackers.default_fill_attackers`).
         context: ``context(clean_crop) -> AttackContext | None`` (default: :func:`audit.safety.attack_context`:
             built-in gallery, re-captured second view, black fill; ``None`` when the embedder cannot read the
             face). Faces are obscured with the context's own obscuring, so what is verified is what is written.
@@ -189,7 +190,11 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
         if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h or x1 <= x0 or y1 <= y0:
             raise ValueError(f"face box {tuple(b)} lies outside the {w}x{h} photo (x0,y0,x1,y1 in pixels)")
         faces.append((Face((x0, y0, x1, y1), 1.0), "manual"))
-    attackers = list(attackers) if attackers is not None else (default_attackers([kind, "fill"]) if verify else [])
+    if attackers is not None:
+        ladder_attackers = fill_attackers = list(attackers)
+    else:
+        ladder_attackers = default_attackers([kind]) if verify else []
+        fill_attackers = default_fill_attackers() if verify else []
     context = context or functools.partial(attack_context, seed=seed, fill="black")
     out = img.copy()
     reports = []
@@ -205,7 +210,8 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
         def attack(k: str, s: float) -> tuple[pd.DataFrame, str]:
             trial = paste_face(out, hide(clean, k, s, seed=seed + i), crop, FEATHER)
             probe = _recut(trial, crop)  # what an attacker cuts from the published photo
-            rows = pd.concat([pd.DataFrame(a.attack(k, [s], [probe], ctx)).assign(attacker=a.name) for a in attackers],
+            team = fill_attackers if k == "fill" else ladder_attackers
+            rows = pd.concat([pd.DataFrame(a.attack(k, [s], [probe], ctx)).assign(attacker=a.name) for a in team],
                              ignore_index=True)
             hit = rows[(rows["distance"] <= rows["threshold"]).fillna(False) | rows["rank1"].astype(bool)]
             return rows, "" if hit.empty else f"{hit.iloc[0]['attacker']}: {hit.iloc[0]['restorer']}"
@@ -230,7 +236,7 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
         reports.append(FaceReport(i, tuple(float(v) for v in face.box), source, face.score, k, s,
                                   s / _photo_scale(crop) if k != "fill" else math.nan, verdict, attempts, rows))
     settings = {"kind": kind, "ladder": list(steps), "detector": detector, "min_size": min_size, "seed": seed,
-                "verify": verify, "attackers": [a.name for a in attackers], "second_view": "recapture (proxy)"}
+                "verify": verify, "attackers": [a.name for a in ladder_attackers], "second_view": "recapture (proxy)"}
     return AnonymiseResult(quantize(out), reports, time.perf_counter() - start, detect_seconds, settings)
 
 

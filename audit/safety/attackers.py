@@ -39,6 +39,7 @@ from audit.safety.obscure import check_kind, obscure
 from deblur.data import builtin_faces, cache_dir
 from deblur.degrade import DEGRADATIONS, NOISE_SIGMA, as_image, recapture, to_uint8
 from deblur.embed import Embedder, get_embedder, l2_distance
+from deblur.estimate import estimate
 from deblur.restore import restorers_for
 from deblur.restore.classical import classical_restorers
 from deblur.strengths import STRENGTHS
@@ -46,7 +47,8 @@ from deblur.train_attacker import load_attacker
 
 __all__ = ["ATTACKER_NAMES", "SLOW_RESTORERS", "AttackContext", "Attacker", "EmbedCache", "GalleryFaces",
            "LearnedAttacker", "ParrotAttacker", "RestoreAttacker", "UnknownKernelAttacker", "attack_context",
-           "builtin_candidates", "default_attackers", "default_restorers", "impostor_threshold"]
+           "builtin_candidates", "default_attackers", "default_fill_attackers", "default_restorers",
+           "impostor_threshold"]
 
 ATTACKER_NAMES = ("restore", "parrot", "unknown-kernel", "learned")
 # Richardson–Lucy costs ~110 ms per image on top of its embedding and restored less identity than Wiener on
@@ -240,8 +242,9 @@ class ParrotAttacker:
     def _gallery_embeddings(self, kind: str, s: float, ctx: AttackContext) -> np.ndarray:
         faces = ctx.candidates
         # Each candidate's noise (pixelate_noise) is its own draw: a shared pattern would match itself.
-        settings = json.dumps([ctx.embed.embedder.name, kind, s, faces.key, getattr(ctx.obscure, "keywords", {})],
-                              sort_keys=True, default=str)
+        how = getattr(ctx.obscure, "keywords", {})  # only the setting this kind uses names the cache file
+        extra = {"pixelate_noise": how.get("noise"), "fill": how.get("fill")}.get(kind)
+        settings = json.dumps([ctx.embed.embedder.name, kind, s, faces.key, extra], default=str)
         tag = hashlib.blake2b(settings.encode(), digest_size=8).hexdigest()
         path = cache_dir() / f"parrot-{tag}.npy"
         if self.disk_cache and path.is_file():
@@ -434,6 +437,14 @@ def attack_context(clean: np.ndarray, *, embedder: Embedder | None = None, galle
                          own_id, functools.partial(obscure, noise=noise, fill=fill), seed, fmr, second_view)
 
 
+def default_fill_attackers(disk_cache: bool = True) -> list:
+    """The attackers of a black-filled face: the parrot (obscured the same way), the unknown-kernel attacker and
+    the black crop matched as it is. A black crop holds nothing to restore: a dozen restorers told made-up
+    kernels would only add a dozen chances of a lucky rank-1 in a finite gallery, not information."""
+    return [RestoreAttacker({"fill": {"none": (restorers_for("gaussian")["none"], None)}}), ParrotAttacker(disk_cache),
+            UnknownKernelAttacker(estimate)]
+
+
 def default_attackers(kinds: Sequence[str], *, plan: dict | None = None, thorough: bool = False,
                       learned: bool = True, unknown_kernel: bool = True, disk_cache: bool = True) -> list:
     """Every attacker: restore (every restorer, ``plan`` or :func:`audit.safety.default_restorers`), parrot,
@@ -446,8 +457,6 @@ def default_attackers(kinds: Sequence[str], *, plan: dict | None = None, thoroug
     out = [RestoreAttacker(plan if plan is not None else default_restorers(list(kinds), thorough)),
            ParrotAttacker(disk_cache)]
     if unknown_kernel:
-        from deblur.estimate import estimate
-
         out.append(UnknownKernelAttacker(estimate))
     if learned:
         out.append(LearnedAttacker(load_attacker()))
