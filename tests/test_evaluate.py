@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from deblur import evaluate, metrics
+from deblur import metrics
+from deblur.train import evaluate
 
 
 def test_psnr_ssim_identical_and_different(rng):

@@ -10,8 +10,8 @@ over the best classical baseline of the same setting.
 
 Usage::
 
-    python -m deblur.evaluate --out results/eval --n 200
-    python -m deblur.evaluate --out /tmp/ev --n 4 --strengths gaussian:3 pixelate:8 motion:15
+    python -m deblur.train.evaluate --out results/eval --n 200
+    python -m deblur.train.evaluate --out /tmp/ev --n 4 --strengths gaussian:3 pixelate:8 motion:15
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from deblur.data import builtin_faces
 from deblur.degrade import STRENGTHS, degrade, quantize
+from deblur.embed import get_embedder
 from deblur.external import close_restorers, external_restorers
 from deblur.external.spec import DEFAULT_CONCURRENCY
 from deblur.metrics import lpips_or_none, psnr, ssim
+from deblur.restore import restorers_for
 
 __all__ = ["COLUMNS", "DEFAULT_STRENGTHS", "evaluate", "main", "parse_strengths", "write_markdown"]
 
@@ -52,15 +55,11 @@ COLUMNS = [
 
 def _embedder(name: str):
     """``(embedder, note)`` from :func:`deblur.embed.get_embedder` (the audit's embedders, one code path)."""
-    from deblur.embed import get_embedder
-
     return get_embedder(name), f"identity: deblur.embed.get_embedder({name!r})"
 
 
 def _restorers(kind: str, weights_dir: str | None):
     """``(restorers, note)`` from :func:`deblur.restore.restorers_for` (learned + classical + none)."""
-    from deblur.restore import restorers_for
-
     kwargs = {} if weights_dir is None else {"weights_dir": weights_dir}
     return restorers_for(kind, **kwargs), "restorers: deblur.restore.restorers_for"
 
@@ -281,7 +280,7 @@ def write_markdown(rows: list[dict], path: Path, meta: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; see the module docstring."""
-    ap = argparse.ArgumentParser(prog="python -m deblur.evaluate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m deblur.train.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output folder for eval.csv, eval.md, eval.json")
     ap.add_argument("--n", type=int, default=200, help="number of held-out test faces (default 200)")
     ap.add_argument("--strengths", nargs="*", metavar="KIND:S1,S2",
@@ -306,8 +305,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         strengths = parse_strengths(args.strengths)
     except ValueError as err:
         ap.error(str(err))
-
-    from deblur.data import builtin_faces
 
     test = builtin_faces(args.faces_n, seed=args.seed).subset("test")
     if args.n > len(test):
