@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -178,8 +179,7 @@ def test_the_lazy_import_checker(tmp_path):
 # when one of them is clean, so that its entry is removed here and it stays clean.
 PENDING_LAZY_IMPORTS = {
     "app": "arch-ui", "audit.app_handlers": "arch-ui", "audit.safety_handlers": "arch-ui",
-    "deblur.classical": "arch-ui", "deblur.playground": "arch-ui", "deblur.restore": "arch-ui",
-    "deblur.embed": "lead", "deblur.external.call": "external",
+    "deblur.playground": "arch-ui", "deblur.embed": "lead", "deblur.external.call": "external",
 }
 
 
@@ -190,3 +190,12 @@ def test_imports_are_at_the_top_unless_a_comment_says_why():
     assert not new, f"imports inside functions without a stated reason (module: lines): {new}"
     cleaned = sorted(name for name in PENDING_LAZY_IMPORTS if name not in offenders)
     assert not cleaned, f"{cleaned} no longer have unexplained lazy imports: remove them from PENDING_LAZY_IMPORTS"
+
+
+def test_console_scripts_resolve():
+    """Every ``[project.scripts]`` entry of pyproject.toml names a callable that exists."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for name, target in scripts.items():
+        module, _, attr = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr, None)), f"{name} = {target!r} is not callable"

@@ -270,7 +270,7 @@ def test_restorers_pickle_for_worker_processes(user_module):
 
 
 def test_restore_outcomes_wraps_our_restorers():
-    from deblur.classical import NoRestorer
+    from deblur.restore.classical import NoRestorer
 
     class Broken:
         name, uses_strength = "broken", False
@@ -399,7 +399,7 @@ def test_evaluate_cli_external(user_module, tmp_path):
     from deblur.train.evaluate import main
 
     out = tmp_path / "eval"
-    assert main(["--out", str(out), "--n", "3", "--faces-n", "64", "--no-identity", "--strengths", "gaussian:3",
+    assert main(["--out", str(out), "--n", "3", "--faces-n", "64", "--no-identity", "--strengths", "gaussian=3",
                  "--external", "mine=user_restorers:upscale", "--external", "boom=user_restorers:boom"]) == 0
     with open(out / "eval.csv", newline="") as fh:
         rows = {r["restorer"]: r for r in csv.DictReader(fh)}

@@ -20,15 +20,14 @@ Checkpoints (``torch.save``) hold ``state_dict``, ``model_name``, ``model_args``
 
 
 from deblur.train.heldout import (
-                                  EVAL_STRENGTHS,
-                                  checkerboard_energy,
-                                  checkerboard_peak_db,
-                                  checkerboard_report,
-                                  heldout_metrics,
-                                  model_fn,
+           checkerboard_energy,
+           checkerboard_peak_db,
+           checkerboard_report,
+           heldout_metrics,
+           model_fn,
 )
 from deblur.train.loop import TrainConfig, make_pairs, train
 from deblur.train.release import results_table, ship, write_card
 
-__all__ = ["EVAL_STRENGTHS", "TrainConfig", "checkerboard_energy", "checkerboard_peak_db", "checkerboard_report",
-           "heldout_metrics", "make_pairs", "model_fn", "results_table", "ship", "train", "write_card"]
+__all__ = ["TrainConfig", "checkerboard_energy", "checkerboard_peak_db", "checkerboard_report", "heldout_metrics",
+           "make_pairs", "model_fn", "results_table", "ship", "train", "write_card"]

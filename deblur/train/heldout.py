@@ -12,17 +12,16 @@ import numpy as np
 import torch
 
 from deblur import degrade
-from deblur.classical import classical_estimate
 from deblur.data import builtin_faces
 from deblur.metrics import psnr, ssim
 from deblur.models import build_model
-from deblur.restore import _pad_to_multiple, assemble_input
+from deblur.restore import assemble_input
+from deblur.restore.classical import classical_estimate
+from deblur.restore.learned import _pad_to_multiple
+from deblur.strengths import EVAL_GRID
 
-__all__ = ["EVAL_STRENGTHS", "checkerboard_energy", "checkerboard_peak_db", "checkerboard_report",
+__all__ = ["checkerboard_energy", "checkerboard_peak_db", "checkerboard_report",
            "checkerboard_trained_and_init", "heldout_metrics", "model_fn"]
-
-EVAL_STRENGTHS = {"gaussian": (2.0, 4.0, 6.0), "pixelate": (4.0, 8.0, 12.0), "motion": (9.0, 15.0, 21.0)}
-
 
 def heldout_metrics(restore_fn, kind: str, clean: np.ndarray, strengths=None, with_classical: bool = True) -> dict:
     """PSNR/SSIM of the degraded input, the classical estimate and ``restore_fn`` on held-out faces.
@@ -31,12 +30,12 @@ def heldout_metrics(restore_fn, kind: str, clean: np.ndarray, strengths=None, wi
         restore_fn: ``(degraded N x H x W x 3 float, strength) -> restored`` or None (baselines only).
         kind: degradation.
         clean: ``N x H x W x 3`` uint8 held-out faces.
-        strengths: strengths to test (default :data:`EVAL_STRENGTHS`).
+        strengths: strengths to test (default :data:`deblur.strengths.EVAL_GRID`).
 
     Returns:
         ``{"by_strength": {"4": {"degraded": {"psnr", "ssim"}, "classical": ..., "model": ...}}, "mean": ...}``.
     """
-    strengths = strengths or EVAL_STRENGTHS[kind]
+    strengths = strengths or EVAL_GRID[kind]
     faces = clean.astype(np.float32) / 255
     by: dict = {}
     for s in strengths:

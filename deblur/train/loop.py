@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from deblur import degrade, texture
-from deblur.classical import classical_estimate
 from deblur.data import builtin_faces
 from deblur.metrics import psnr
 from deblur.models import PatchDiscriminator, build_model, count_params
 from deblur.restore import assemble_input, pick_device
+from deblur.restore.classical import classical_estimate
 from deblur.train.heldout import checkerboard_report, heldout_metrics, model_fn
 
 __all__ = ["TrainConfig", "make_pairs", "train"]
@@ -104,7 +104,7 @@ def make_pairs(images: np.ndarray, kind: str, strengths: tuple[float, float], rn
         strengths: ``(low, high)``; ignored when ``fixed`` is given.
         rng: the only source of randomness.
         pairs_per_face: degraded versions per face.
-        with_classical: also compute :func:`deblur.classical.classical_estimate`.
+        with_classical: also compute :func:`deblur.restore.classical.classical_estimate`.
         fixed: use this strength for every image.
         artifacts: optional ``(img, rng) -> img`` applied after the degradation, before 8-bit rounding.
 

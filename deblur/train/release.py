@@ -23,8 +23,8 @@ LABELS = {
 }
 SUMMARIES = {
     "resunet": "Our residual U-Net (PixelShuffle upsampling). It is told the strength and refines the classical "
-               "non-blind estimate (`deblur.classical.classical_estimate`), so a zero correction reproduces the "
-               "classical baseline. One model covers the whole strength range it was trained on.",
+               "non-blind estimate (`deblur.restore.classical.classical_estimate`), so a zero correction reproduces "
+               "the classical baseline. One model covers the whole strength range it was trained on.",
     "seed_ae": "Reproduction of the reference study's Gaussian-blur autoencoder: exactly 29,507 parameters, two "
                "32-kernel convolutions with max-pooling in the encoder, two with upsampling in the decoder, a "
                "sigmoid output. Blind (not told σ). Kept to show what the study's model does, not because it is good.",
@@ -129,8 +129,8 @@ def write_card(name: str, entry: dict, cards_dir: str | Path = "weights/cards") 
         "demographic labels. Real photos (noise, JPEG, other blur kernels, sharp 128-px detail, "
         "non-frontal poses) are out of distribution.", "",
         f"## Held-out metrics ({test['test_faces']} test-split faces, degraded and rounded to 8 bits)", "",
-        "Classical baseline = `deblur.classical.classical_estimate` (non-blind: Wiener with an identity regulariser "
-        "for blur, bicubic of the block grid for pixelation).", "", *rows, "", *_verdict(test), *extra, "",
+        "Classical baseline = `deblur.restore.classical.classical_estimate` (non-blind: Wiener with an identity "
+        "regulariser for blur, bicubic of the block grid for pixelation).", "", *rows, "", *_verdict(test), *extra, "",
         "## Intended use", "",
         "Research and teaching: showing what face 'deblurring' models do to degraded faces, and auditing how much "
         "identity they restore or distort (facedrift's audit and playground).", "",
@@ -201,7 +201,7 @@ def results_table(models: dict) -> str:
     """Markdown table of every shipped model's held-out PSNR/SSIM next to the degraded input and classical."""
     lines = ["# Shipped models on the held-out test split", "",
              "Mean over the test faces of `builtin_faces(4000, seed=0)`, degraded and rounded to 8 bits. Classical = "
-             "`deblur.classical.classical_estimate` (non-blind). Δ = model minus baseline, in dB. Written by "
+             "`deblur.restore.classical.classical_estimate` (non-blind). Δ = model minus baseline, in dB. Written by "
              "`python -m deblur.train --ship`.", "",
              "| model | degradation | strength | degraded PSNR | classical PSNR | model PSNR | Δ vs degraded | "
              "Δ vs classical | model SSIM | train min |", "|---|---|---|---|---|---|---|---|---|---|"]
