@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from deblur import degrade
+from deblur import degrade, texture
 from deblur.data import builtin_faces
 from deblur.metrics import psnr, ssim
 from deblur.models import build_model
@@ -21,7 +21,7 @@ from deblur.restore.learned import _pad_to_multiple
 from deblur.strengths import EVAL_GRID
 
 __all__ = ["checkerboard_energy", "checkerboard_peak_db", "checkerboard_report",
-           "checkerboard_trained_and_init", "heldout_metrics", "model_fn"]
+           "checkerboard_trained_and_init", "heldout_metrics", "model_fn", "real_metrics"]
 
 def heldout_metrics(restore_fn, kind: str, clean: np.ndarray, strengths=None, with_classical: bool = True) -> dict:
     """PSNR/SSIM of the degraded input, the classical estimate and ``restore_fn`` on held-out faces.
@@ -153,3 +153,13 @@ def checkerboard_trained_and_init(ckpt: dict, n: int = 100) -> dict:
         restored = model_fn(model, kind, torch.device("cpu"))(deg, strength)
         out[label] = checkerboard_report(restored, test / 255.0, deg)
     return out
+
+
+def real_metrics(ckpt: dict) -> dict:
+    """:func:`heldout_metrics` of a checkpoint on each held-out real split (real faces, natural photo tiles)."""
+    model = build_model(ckpt["model_name"], **ckpt["model_args"])
+    model.load_state_dict(ckpt["state_dict"])
+    fn = model_fn(model, ckpt["degradation"], torch.device("cpu"))
+    return {split: heldout_metrics(fn, ckpt["degradation"], np.stack([degrade.to_uint8(v) for v in
+                                                                      texture.real_split(split).values()]))
+            for split in ("real-faces", "real-photos")}
