@@ -116,7 +116,7 @@ def test_restore_attacker_reports_a_failing_restorer_in_its_row(face, small):
 
 
 def test_learned_attacker_is_shipped_and_beats_chance(face, small, unseen):
-    from deblur.train_attacker import load_attacker
+    from deblur.train.attacker import load_attacker
 
     model = load_attacker()
     faces = list(unseen)
@@ -134,7 +134,7 @@ def test_learned_attacker_is_shipped_and_beats_chance(face, small, unseen):
 
 def test_tampered_learned_attacker_is_refused(tmp_path):
     from deblur.restore import WEIGHTS_DIR
-    from deblur.train_attacker import load_attacker
+    from deblur.train.attacker import load_attacker
 
     shutil.copytree(WEIGHTS_DIR, tmp_path / "w",  # the restorers' weights are not needed here
                     ignore=lambda d, names: [n for n in names if n.endswith(".pt") and Path(d) == WEIGHTS_DIR])

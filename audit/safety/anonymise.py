@@ -23,21 +23,27 @@ on the full photo, its 5-point shape predictor and ResNet descriptor, dlib's own
 from __future__ import annotations
 
 import functools
+import importlib.util
+import json
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import matplotlib
 import numpy as np
 import pandas as pd
+from skimage import data as skdata
 
 from audit.safety.attackers import attack_context, default_attackers, default_fill_attackers
 from audit.safety.obscure import obscure
+from deblur.data import builtin_faces
 from deblur.degrade import as_image, quantize
 from deblur.faces import Face, FaceCrop, crop_face, detect_faces, paste_face
-from deblur.io import encode_png
+from deblur.io import encode_png, load_image
 
 __all__ = ["LADDER", "AnonymiseResult", "FaceReport", "anonymise", "example_group_photo", "independent_check",
            "parse_box"]
@@ -242,8 +248,6 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
 
 @functools.lru_cache(maxsize=1)
 def _dlib_pipeline():
-    import importlib.util
-
     import dlib  # dlib's own pipeline, deliberately not through deblur.embed
 
     # the model files' folder, found without importing face_recognition_models (it needs pkg_resources)
@@ -286,12 +290,6 @@ def example_group_photo(n_generated: int = 4, tile: int = 224, seed: int = 0) ->
     sample data) and ``n_generated`` built-in test faces that are not attack candidates, tiled in rows of three
     at varied face sizes on a grey background. Returns the photo and the name of each face, in tile order.
     """
-    import matplotlib
-    from skimage import data as skdata
-
-    from deblur.data import builtin_faces
-    from deblur.io import load_image
-
     hopper = load_image(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
     real = {"astronaut": skdata.astronaut(), "grace_hopper": hopper}
     test = builtin_faces(4000, seed).subset("test")
@@ -325,11 +323,6 @@ def anonymise_file(photo_path: str | Path, out: str | Path, *, boxes: Sequence[s
     Returns:
         The exit status: 0 done, 2 bad input (message printed), 3 no face found and no ``--box`` given.
     """
-    import json
-    import sys
-
-    from deblur.io import load_image
-
     out = Path(out)
     if out.suffix.lower() != ".png":
         echo(f"--out must name a .png file for --anonymise (PNG keeps no metadata), got {out}")

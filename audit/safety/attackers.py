@@ -16,7 +16,7 @@ of its gallery is the person (rank-1).
   (:func:`deblur.estimate.estimate`) guesses kind and strength, the classical restorer of the guessed kind
   restores with the guess, match against clean photos.
 - :class:`LearnedAttacker` (``learned``): a network trained on obscured faces predicts the clean embedding
-  (:class:`deblur.train_attacker.EmbeddingAttacker`, Hao et al. 2020); match against clean photos.
+  (:class:`deblur.train.attacker.EmbeddingAttacker`, Hao et al. 2020); match against clean photos.
   Threshold: calibrated on its own impostor pairs (prediction for gallery face *i* vs clean face *j ≠ i*).
 
 A row re-identifies when ``distance <= threshold + margin`` or rank-1 (see :mod:`audit.safety`).
@@ -43,7 +43,7 @@ from deblur.estimate import estimate
 from deblur.restore import restorers_for
 from deblur.restore.classical import classical_restorers
 from deblur.strengths import STRENGTHS
-from deblur.train_attacker import load_attacker
+from deblur.train.attacker import load_attacker
 
 __all__ = ["ATTACKER_NAMES", "SLOW_RESTORERS", "AttackContext", "Attacker", "EmbedCache", "GalleryFaces",
            "LearnedAttacker", "ParrotAttacker", "RestoreAttacker", "UnknownKernelAttacker", "attack_context",
@@ -325,7 +325,7 @@ class LearnedAttacker:
     """A network trained on obscured faces predicts the clean embedding; match against clean photos.
 
     Args:
-        model: :class:`deblur.train_attacker.EmbeddingAttacker`.
+        model: :class:`deblur.train.attacker.EmbeddingAttacker`.
     """
 
     name = "learned"
@@ -448,7 +448,7 @@ def default_fill_attackers(disk_cache: bool = True) -> list:
 def default_attackers(kinds: Sequence[str], *, plan: dict | None = None, thorough: bool = False,
                       learned: bool = True, unknown_kernel: bool = True, disk_cache: bool = True) -> list:
     """Every attacker: restore (every restorer, ``plan`` or :func:`audit.safety.default_restorers`), parrot,
-    unknown kernel (blind estimator) and learned (the shipped :func:`deblur.train_attacker.load_attacker`).
+    unknown kernel (blind estimator) and learned (the shipped :func:`deblur.train.attacker.load_attacker`).
 
     Raises:
         FileNotFoundError / ValueError: when the learned attacker's weights are missing or altered (no silent

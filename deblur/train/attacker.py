@@ -1,6 +1,6 @@
 """Train the *learned* attacker (:class:`deblur.models.id_regressor.IdRegressor`) on obscured built-in faces.
 
-``python -m deblur.train --model id_regressor --minutes 6`` (or ``python -m deblur.train_attacker``).
+``python -m deblur.train --model id_regressor --minutes 8`` (or ``python -m deblur.train.attacker``).
 
 Data: the ``train`` split of ``builtin_faces(n_faces, face_seed)``. Targets are the dlib embeddings of the
 *clean* faces, computed once and cached (``cache_dir()/attacker-targets-<embedder>-s<seed>-n<n>.npz``;
@@ -43,7 +43,7 @@ from deblur.restore import WEIGHTS_DIR, load_checkpoint, load_manifest, sha256_f
 __all__ = ["ATTACKER_DIR", "TRAIN_STRENGTHS", "AttackerConfig", "EmbeddingAttacker", "attacker_entries",
            "embedding_targets", "load_attacker", "obscure_for_attacker", "train_attacker", "write_attacker_card"]
 
-ATTACKER_DIR = Path(__file__).resolve().parent.parent / "weights" / "attackers"
+ATTACKER_DIR = WEIGHTS_DIR / "attackers"
 # Strength range per kind the attacker is trained on (and normalises by): the safety sweep's grids.
 TRAIN_STRENGTHS: dict[str, tuple[float, float]] = {"gaussian": (0.0, 12.0), "pixelate": (1.0, 16.0),
                                                      "motion": (1.0, 63.0), "pixelate_noise": (4.0, 12.0)}
