@@ -197,3 +197,12 @@ def test_dataset_identity_column_uses_the_other_photo(face, small_faces):
     assert "person" not in ds.group_columns  # the identity is not a group
     with pytest.raises(ValueError, match="identity column"):
         safety.sweep_dataset(faces, gallery=gallery, degradations=["gaussian"], identity="nobody", predict=())
+
+
+def test_parrot_identical_obscured_faces_identify_nobody(face, small):
+    """Black fill makes every candidate identical: equal distances (up to rounding) are no rank-1, no match."""
+    ctx = _ctx(face, small, fill="black")
+    probe = ctx.obscure(face, "fill", 1.0)
+    probe[:3] = face[:3]  # the feathered edge of a pasted fill keeps a little of the photo
+    row = ParrotAttacker(disk_cache=False).attack("fill", [1.0], [probe], ctx)[0]
+    assert row["threshold"] == -np.inf and not row["rank1"], row

@@ -16,6 +16,7 @@ from audit.safety.peers import measure_peers, summarise
 from audit.safety.recall import detector_recall, summarise_recall
 from deblur.data import builtin_faces
 from deblur.faces import face_crop
+from deblur.strengths import SAFETY_GRID, parse_strengths
 from deblur.degrade import DEGRADATIONS
 from deblur.io import load_image
 
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=24, help="faces in dataset mode")
     p.add_argument("--margin", type=float, default=0.0, help="distance margin above the threshold")
     p.add_argument("--degradations", nargs="+", default=None, choices=list(KINDS))
+    p.add_argument("--strengths", nargs="+", default=None, metavar="KIND=A,B",
+                   help="strengths per kind (e.g. pixelate=8,12,16); default deblur.strengths.SAFETY_GRID")
     p.add_argument("--thorough", action="store_true", help="also run Richardson-Lucy (slower)")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
@@ -65,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if crop is None:
             print(f"no face found in {args.image}", file=sys.stderr)
             return 2
-        res = sweep_face(crop, degradations=args.degradations or KINDS, margin=args.margin, thorough=args.thorough,
+        kinds = args.degradations or KINDS
+        grid = parse_strengths(args.strengths, kinds, SAFETY_GRID) if args.strengths else None
+        res = sweep_face(crop, degradations=kinds, strengths=grid, margin=args.margin, thorough=args.thorough,
                          seed=args.seed)
         res.table.to_csv(out / "safety_sweep.csv", index=False)
         res.summary().to_csv(out / "safety_recommendations.csv", index=False)
@@ -101,7 +106,7 @@ def _real_faces() -> list[tuple[str, object]]:
 def _peers(deface: str, out: Path, seed: int) -> int:
     test = builtin_faces(4000, seed).subset("test")
     # the attackers' gallery holds the first 200 test faces; the probes are strangers to it
-    probes = [(test.ids[i], test.images[i].astype("float32") / 255) for i in range(300, 304)] + _real_faces()
+    probes = [(test.ids[i], test.images[i].astype("float32") / 255) for i in range(300, 302)] + _real_faces()
     df = measure_peers(probes, deface=deface, seed=seed, progress=lambda m: print(m, file=sys.stderr))
     df.to_csv(out / "peers.csv", index=False)
     summary = summarise(df)

@@ -282,9 +282,10 @@ class ParrotAttacker:
                 row.update(distance=math.nan, threshold=threshold, rank1=False, status="no_face")
             else:
                 d = l2_distance(emb, ref)
-                # strictly nearer than every candidate: identical obscured faces (fill) identify nobody
-                row.update(distance=d, threshold=threshold, rank1=bool(d < np.linalg.norm(g - emb, axis=1).min()),
-                           status="ok")
+                # strictly nearer than every candidate (beyond rounding): identical obscured faces (fill) identify
+                # nobody
+                nearest_other = float(np.linalg.norm(g - emb, axis=1).min())
+                row.update(distance=d, threshold=threshold, rank1=bool(d < nearest_other - 1e-9), status="ok")
             rows.append(row)
         return rows
 
