@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from audit.config import AuditConfig
 from audit.engine import run_audit
 from audit.groups import PREDICTED_ATTRIBUTES
-from deblur.external.spec import DEFAULT_CONCURRENCY
+from deblur.restore.external.spec import DEFAULT_CONCURRENCY
 from deblur.strengths import AUDIT_GRID, parse_strengths
 
 __all__ = ["build_parser", "main"]

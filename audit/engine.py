@@ -33,7 +33,7 @@ from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
 from audit.stats import Threshold, calibrate_threshold
 from deblur.degrade import as_image, degrade, quantize
 from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
-from deblur.external import close_restorers, external_restorers, parse_external, restore_outcomes
+from deblur.restore import close_restorers, external_restorers, parse_external, restore_outcomes
 from deblur.faces import CROP_SIZE, haar_has_face
 from deblur.metrics import psnr, ssim
 
@@ -189,7 +189,7 @@ def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object
     Returns:
         Rows (dicts with :data:`ROW_FIELDS` plus the group columns). ``status`` is ``ok``,
         ``no_face_clean``, ``no_face_restored``, ``error:<reason>`` for a failed external call (reasons in
-        :data:`deblur.external.FAILURE_REASONS`, details in ``note``) or ``error:<Type>: <message>``; no case
+        :data:`deblur.restore.external.FAILURE_REASONS`, details in ``note``) or ``error:<Type>: <message>``; no case
         is dropped. ``note`` also says when an external output was resized back.
     """
     base = {"image_id": clean.image_id, "embedder": embedder.name,

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 from conftest import free_port
 
-from deblur.external import (
+from deblur.restore import (
     ExternalRestorer,
     RestoreFailure,
     close_restorers,
     external_restorers,
     parse_external,
     restore_outcomes,
-    to_output_image,
 )
-from deblur.external.call import Runner
+from deblur.restore.external import to_output_image
+from deblur.restore.external.call import Runner
 
 MODULE = textwrap.dedent('''
     """Restorers a user might bring: some good, some broken."""

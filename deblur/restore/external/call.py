@@ -23,8 +23,8 @@ import httpx
 import numpy as np
 
 from deblur.degrade import as_image, to_uint8
-from deblur.external.spec import FAILURE_REASONS, RETRYABLE, ExternalSpec
 from deblur.io import ImageError, decode_image, encode_png
+from deblur.restore.external.spec import FAILURE_REASONS, RETRYABLE, ExternalSpec
 
 __all__ = ["GradioCaller", "PythonCaller", "RestoreFailure", "RestoreOutcome", "Runner", "to_output_image"]
 
