@@ -83,7 +83,7 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
         log: progress printer.
         reuse: rows of an earlier run keyed by ``(degradation, strength, restorer)``, used instead of
             recomputing (only pass deterministic restorers: classical and ``none``).
-        extra: more restorers per kind, e.g. :func:`deblur.restore.external.external_restorers`; a failed external
+        extra: more restorers per kind, e.g. :func:`deblur.restore.external_restorers`; a failed external
             call leaves its face out of that row's means and is counted in ``n_failed``/``failures``.
         estimated: also run every non-blind restorer told the blind estimator's strength instead of the true
             one (:class:`deblur.blind.EstimatedStrength`, rows ``<name> (estimated strength)``).
