@@ -225,6 +225,7 @@ class GradioCaller:
 
     def call(self, img_u8: np.ndarray, kind: str, strength: float | None, timeout: float):
         """``(image array, note)``; raises :class:`RestoreFailure` with the reason."""
+        # gradio_client lazily, as in __init__: only app specs need it
         from gradio_client import handle_file
         from gradio_client.exceptions import AppError
         from gradio_client.utils import QueueError, TooManyRequestsError
