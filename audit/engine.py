@@ -26,10 +26,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
 from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
 from audit.metrics import Threshold, calibrate_threshold
 from deblur.degrade import DEGRADATIONS, as_image, degrade, quantize
+from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
 from deblur.faces import haar_has_face
 from deblur.metrics import psnr, ssim
 
@@ -461,8 +461,9 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None) -> AuditR
         writer.writeheader()
         for c in cleans:
             writer.writerow({"image_id": c.image_id, "has_face": c.embedding is not None, **c.groups, **c.info})
+    skipped_csv = out / "skipped.csv"
     if skipped:
-        with (out / "skipped.csv").open("w", newline="") as fh:
+        with skipped_csv.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=["id", "path", "reason"], extrasaction="ignore")
             writer.writeheader()
             writer.writerows(skipped)
@@ -474,6 +475,7 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None) -> AuditR
                 "source": meta["source"], "notes": meta["notes"],
                 "label_source": {c: ("label" if c in meta["group_columns"] else "prediction") for c in group_columns}}
     files = report.write_report(out, per_image, run_info, config, cleans=cleans)
+    files += [faces_csv, *([skipped_csv] if skipped else [])]  # listed by the CLI, offered by the app
     result = AuditResult(out, per_image, out / "groups.csv", gallery.threshold, len(cleans),
                          len(cleans) - len(with_face), skipped, files, time.perf_counter() - start)
     return result

@@ -8,9 +8,7 @@ obscured faces (PNG) and metadata-free PNG downloads written into a per-request 
 from __future__ import annotations
 
 import functools
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -41,9 +39,9 @@ def _photo_scale(prepared) -> float:
     return float(np.hypot(*prepared.where.matrix[0, :2]))
 
 
-def run_safety(path: str | None, margin: float = 0.0,
+def run_safety(path: str | np.ndarray | None, margin: float = 0.0,
                progress: Callable[[float, str], None] | None = None) -> tuple[safety.SweepResult, float]:
-    """Read an upload, crop its face and sweep it.
+    """Read an upload (or take the photo already read), crop its face and sweep it.
 
     Returns:
         The sweep and the crop's scale (crop pixels per photo pixel).
@@ -53,8 +51,8 @@ def run_safety(path: str | None, margin: float = 0.0,
     """
     from deblur import playground
 
-    img = playground.read_upload(path)
-    prepared = playground.prepare(img, "face")
+    img = path if isinstance(path, np.ndarray) else playground.read_upload(path)
+    prepared = playground.prepare(img, "face", whole_image_hint=False)
     try:
         result = safety.sweep_face(prepared.image, gallery=attacker_gallery(), embedder=playground.embedder(),
                                    margin=float(margin), require_face=False, progress=progress)
@@ -96,21 +94,28 @@ def reading(result: safety.SweepResult) -> str:
     return "\n\n".join(lines)
 
 
-def safety_request(path: str | None, margin: float, progress=gr.Progress()) -> list:  # noqa: B008 - gradio's API
-    """The tab's handler: figures, table, obscured faces, PNG downloads, reading."""
-    result, scale = run_safety(path, margin, progress=lambda f, msg: progress(f, desc=msg))
+def safety_request(path: str | None, margin: float, kept: dict | None = None,
+                   progress=gr.Progress()) -> list:  # noqa: B008 - gradio's API
+    """The tab's handler: figures, table, obscured faces, PNG downloads, reading, the tab's photo memory.
+
+    The upload is read and deleted before the sweep (:func:`ui.uploads.take_photo`); the obscured faces are
+    written straight into Gradio's cache, which deletes them after :data:`ui.uploads.OUTPUT_LIFETIME_S`.
+    """
+    from ui import uploads
+    from ui.errors import user_errors
+
+    image, kept = uploads.take_photo(path, kept)
+    result, scale = user_errors(run_safety)(image, margin, progress=lambda f, msg: progress(f, desc=msg))
     figures = [safety.figure(result, k) for k in PLOT_KINDS]
-    out_dir = Path(tempfile.mkdtemp(prefix="facedrift-safety-"))
     images, files = [], []
     for kind, rec in result.recommendations.items():
         data = result.png(kind)
         if data is None:
             continue
-        path_png = out_dir / f"obscured_{kind}_{rec.strength:g}.png"
-        path_png.write_bytes(data)
-        files.append(str(path_png))
-        images.append((str(path_png), f"{KIND_LABELS[kind]} at {rec.strength:g}"))
-    return [*figures, recommendation_table(result, scale), images, files, reading(result)]
+        path_png = uploads.publish_bytes(data, f"obscured_{kind}_{rec.strength:g}.png")
+        files.append(path_png)
+        images.append((path_png, f"{KIND_LABELS[kind]} at {rec.strength:g}"))
+    return [*figures, recommendation_table(result, scale), images, files, reading(result), kept]
 
 
 def safety_tab(photo_factory: Callable[..., gr.Image] | None = None) -> None:
@@ -120,8 +125,9 @@ def safety_tab(photo_factory: Callable[..., gr.Image] | None = None) -> None:
         photo_factory: builds the upload component (the app passes its guarded ``photo_input``).
     """
     from deblur import playground
+    from ui import uploads
 
-    make_photo = photo_factory or (lambda **kw: gr.Image(type="filepath", **kw))
+    make_photo = photo_factory or uploads.photo_input
     with gr.Tab("Is this blur safe?", id="safety"):
         gr.Markdown(
             "How strong must blurring or pixelation be before **none of our restorers** can bring the identity "
@@ -148,4 +154,6 @@ def safety_tab(photo_factory: Callable[..., gr.Image] | None = None) -> None:
             with gr.Row():
                 for kind in PLOT_KINDS[start:start + 2]:
                     plots.append(gr.Plot(label=KIND_LABELS[kind]))
-        run.click(safety_request, [photo, margin], [*plots, table, obscured, downloads, summary], api_name="safety")
+        kept = uploads.kept_photo()
+        run.click(safety_request, [photo, margin, kept], [*plots, table, obscured, downloads, summary, kept],
+                  api_name="safety")
