@@ -236,6 +236,18 @@ def about_tab() -> None:
                 gr.Markdown(text)
 
 
+@user_errors
+def safety_request(path: str | None, margin: float, kept: dict | None = None,
+                   progress: gr.Progress = gr.Progress()) -> list:  # noqa: B008 - Gradio injects progress via the default
+    """The safety tab's Run handler: read and delete the upload, sweep it, publish the obscured faces."""
+    from audit import safety_handlers
+
+    image, kept = uploads.take_photo(path, kept)
+    outputs = safety_handlers.safety_outputs(image, margin, uploads.publish_bytes,
+                                             progress=lambda f, msg: progress(f, desc=msg))
+    return [*outputs, kept]
+
+
 def build_app() -> gr.Blocks:
     """The facedrift Blocks app: one function per tab (Playground, Audit, About); add new tabs the same way."""
     from audit.safety_handlers import safety_tab
@@ -246,7 +258,7 @@ def build_app() -> gr.Blocks:
         with gr.Tabs():
             playground_tab()
             audit_tab()
-            safety_tab(photo_input)
+            safety_tab(safety_request, photo_input, uploads.kept_photo)
             about_tab()
     return demo
 

@@ -171,12 +171,14 @@ def main(argv: list[str] | None = None) -> None:
             cold, err = timed(lambda: playground(client, user_photo(photos, 0)))
             assert err is None, err
             rss["after the first request (models loaded)"] = app.rss_mb()
-            single = [timed(lambda i=i: playground(client, user_photo(photos, 1000 + i)))[0] for i in range(args.single)]
+            single = [timed(lambda i=i: playground(client, user_photo(photos, 1000 + i)))[0]
+                      for i in range(args.single)]
             user_files = [user_photo(photos, i + 1) for i in range(args.concurrent)]
             clients = [Client(app.url, verbose=False, download_files=False) for _ in user_files]
             start = time.perf_counter()
             with cf.ThreadPoolExecutor(args.concurrent) as pool:
-                futures = [pool.submit(timed, lambda c=c, p=p: playground(c, p)) for c, p in zip(clients, user_files)]
+                futures = [pool.submit(timed, lambda c=c, p=p: playground(c, p))
+                           for c, p in zip(clients, user_files, strict=True)]
                 results = [f.result(timeout=TIMEOUT_S) for f in futures]
             wall = time.perf_counter() - start
             rss[f"after {args.concurrent} concurrent requests"] = app.rss_mb()
