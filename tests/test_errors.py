@@ -66,7 +66,7 @@ def app_error(call) -> str:
 
 
 def test_symlinks_out_of_a_folder_without_labels_are_skipped(tmp_path):
-    from deblur.loaders import OUTSIDE, load_folder
+    from audit.data.loaders import OUTSIDE, load_folder
 
     outside = tmp_path / "outside"
     outside.mkdir()
