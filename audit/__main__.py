@@ -14,9 +14,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tqdm import tqdm
+
 from audit.config import AuditConfig
 from audit.engine import run_audit
 from audit.groups import PREDICTED_ATTRIBUTES
+from audit.report import rebuild
 from deblur.external.spec import DEFAULT_CONCURRENCY
 from deblur.strengths import AUDIT_GRID, parse_strengths
 
@@ -70,8 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.rebuild_report:
-        from audit.report import rebuild
-
         for path in rebuild(args.rebuild_report):
             print(f"wrote {path}")
         return 0
@@ -93,8 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.validate()
     except ValueError as exc:
         parser.error(str(exc))  # exits with status 2 and the message
-    from tqdm import tqdm
-
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:

@@ -34,7 +34,7 @@ from audit.stats import Threshold, calibrate_threshold
 from deblur.degrade import as_image, degrade, quantize
 from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
 from deblur.external import close_restorers, external_restorers, parse_external, restore_outcomes
-from deblur.faces import CROP_SIZE, haar_has_face
+from deblur.faces import CROP_SIZE, NoFaceError, face_crop, haar_has_face
 from deblur.metrics import psnr, ssim
 
 # AuditConfig and ROW_FIELDS live in audit.config; re-exported for existing callers.
@@ -121,8 +121,6 @@ def to_crop(img: np.ndarray, crop: str = "auto", size: int = CROP_SIZE) -> np.nd
             return img
         return np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_CUBIC),
                        0, 1).astype(np.float32)
-    from deblur.faces import NoFaceError, face_crop
-
     try:
         return face_crop(img, size).image
     except NoFaceError:
@@ -298,7 +296,7 @@ def resolve_restorers(models: Sequence[str] | None, kinds: Sequence[str], extern
         ValueError: if a requested model name is not available for any of ``kinds`` (lists the known ones),
             or an external spec is bad, unreachable or reuses a built-in name.
     """
-    from deblur.restore import restorers_for
+    from deblur.restore import restorers_for  # imports torch (seconds): only when restorers are resolved
 
     available = {kind: restorers_for(kind) for kind in kinds}
     known = sorted({name for found in available.values() for name in found})

@@ -62,6 +62,7 @@ def writable_cache_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _generator():
+    # torch and the generator are heavy (seconds) and needed only when faces are not yet in the cache
     import gan_face_generate
     import torch
     from gan_face_generate.models import Generator
@@ -85,7 +86,7 @@ def generate_faces(n: int, seed: int, size: int = 128, start: int = 0) -> np.nda
     Returns:
         ``n x size x size x 3`` uint8 array.
     """
-    import torch
+    import torch  # heavy (seconds): only when faces are generated, not read from the cache
 
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")

@@ -396,7 +396,7 @@ def test_restore_batch_raises_the_failure(gradio_app):
 
 
 def test_evaluate_cli_external(user_module, tmp_path):
-    from deblur.evaluate import main
+    from deblur.train.evaluate import main
 
     out = tmp_path / "eval"
     assert main(["--out", str(out), "--n", "3", "--faces-n", "64", "--no-identity", "--strengths", "gaussian=3",

@@ -10,8 +10,8 @@ over the best classical baseline of the same setting.
 
 Usage::
 
-    python -m deblur.evaluate --out results/eval --n 200
-    python -m deblur.evaluate --out /tmp/ev --n 4 --strengths gaussian=3 pixelate=8 motion=15
+    python -m deblur.train.evaluate --out results/eval --n 200
+    python -m deblur.train.evaluate --out /tmp/ev --n 4 --strengths gaussian=3 pixelate=8 motion=15
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ import numpy as np
 from deblur.blind import with_estimated
 from deblur.data import builtin_faces
 from deblur.degrade import degrade, quantize
+from deblur.embed import get_embedder
 from deblur.external import close_restorers, external_restorers
 from deblur.external.spec import DEFAULT_CONCURRENCY
 from deblur.metrics import lpips_or_none, psnr, ssim
+from deblur.restore import restorers_for
 from deblur.strengths import EVAL_GRID, STRENGTHS, parse_strengths
 from deblur.texture import folder_faces, real_split
 
@@ -50,15 +52,11 @@ COLUMNS = [
 
 def _embedder(name: str):
     """``(embedder, note)`` from :func:`deblur.embed.get_embedder` (the audit's embedders, one code path)."""
-    from deblur.embed import get_embedder
-
     return get_embedder(name), f"identity: deblur.embed.get_embedder({name!r})"
 
 
 def _restorers(kind: str, weights_dir: str | None):
     """``(restorers, note)`` from :func:`deblur.restore.restorers_for` (learned + classical + none)."""
-    from deblur.restore import restorers_for
-
     kwargs = {} if weights_dir is None else {"weights_dir": weights_dir}
     return restorers_for(kind, **kwargs), "restorers: deblur.restore.restorers_for"
 
@@ -276,7 +274,7 @@ def write_markdown(rows: list[dict], path: Path, meta: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; see the module docstring."""
-    ap = argparse.ArgumentParser(prog="python -m deblur.evaluate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m deblur.train.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output folder for eval.csv, eval.md, eval.json")
     ap.add_argument("--n", type=int, default=200, help="number of held-out test faces (default 200)")
     ap.add_argument("--strengths", nargs="*", metavar="KIND=S1,S2",
