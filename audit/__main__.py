@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         result = run_audit(config, progress)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: unreadable data, unwritable cache or --out
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

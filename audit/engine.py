@@ -399,8 +399,9 @@ def _run(config: AuditConfig, restorers, progress: ProgressFn | None, start: flo
         writer.writeheader()
         for c in cleans:
             writer.writerow({"image_id": c.image_id, "has_face": c.embedding is not None, **c.groups, **c.info})
+    skipped_csv = out / "skipped.csv"
     if skipped:
-        with (out / "skipped.csv").open("w", newline="") as fh:
+        with skipped_csv.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=["id", "path", "reason"], extrasaction="ignore")
             writer.writeheader()
             writer.writerows(skipped)
@@ -412,6 +413,7 @@ def _run(config: AuditConfig, restorers, progress: ProgressFn | None, start: flo
                 "source": meta["source"], "notes": meta["notes"],
                 "label_source": {c: ("label" if c in meta["group_columns"] else "prediction") for c in group_columns}}
     files = report.write_report(out, per_image, run_info, config, cleans=cleans)
+    files += [faces_csv, *([skipped_csv] if skipped else [])]  # listed by the CLI, offered by the app
     result = AuditResult(out, per_image, out / "groups.csv", gallery.threshold, len(cleans),
                          len(cleans) - len(with_face), skipped, files, time.perf_counter() - start,
                          status_counts=count_statuses(per_image))
