@@ -30,6 +30,7 @@ from gradio import utils as gr_utils
 from PIL import Image, UnidentifiedImageError
 
 from deblur.io import ImageError, decode_image
+from deblur.playground import example_photos
 
 __all__ = ["BLOCKS_OPTIONS", "LAUNCH_OPTIONS", "MAX_FILE_SIZE", "MEMORY_TTL_S", "OUTPUT_LIFETIME_S", "SWEEP_S",
            "cache_dir", "consume", "kept_photo", "photo_input", "publish", "publish_bytes", "take_photo"]
@@ -54,8 +55,6 @@ def cache_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _public_hashes() -> frozenset[str]:
-    from deblur.playground import example_photos
-
     return frozenset(hashlib.sha256(p.read_bytes()).hexdigest() for p in example_photos())
 
 
