@@ -409,3 +409,17 @@ def test_evaluate_cli_external(user_module, tmp_path):
     assert "`boom` (3 failed: error:exception=3)" in (out / "eval.md").read_text()
     with pytest.raises(SystemExit):
         main(["--out", str(out), "--n", "1", "--external", "x=no_such_module_here:fn"])
+
+
+def test_app_field_takes_apps_and_spaces_only():
+    from deblur.restore.external.spec import app_specs
+
+    assert app_specs("") == []
+    assert app_specs(" http://127.0.0.1:7860/#/predict \n\nmine=owner/space#/run?nonblind") == [
+        "external=http://127.0.0.1:7860/#/predict", "mine=owner/space#/run?nonblind"]
+    assert app_specs("https://host/app?x=1#/p") == ["external=https://host/app?x=1#/p"]
+    for text in ("pkg.mod:fn", "x=pkg.mod:fn?nonblind"):
+        with pytest.raises(ValueError, match="command line"):
+            app_specs(text)
+    with pytest.raises(ValueError, match="#/predict"):
+        app_specs("http://127.0.0.1:7860/")
