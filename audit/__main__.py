@@ -20,7 +20,7 @@ from audit.config import AuditConfig
 from audit.engine import run_audit
 from audit.groups import PREDICTED_ATTRIBUTES
 from audit.report import rebuild
-from deblur.external.spec import DEFAULT_CONCURRENCY
+from deblur.restore.external.spec import DEFAULT_CONCURRENCY
 from deblur.strengths import AUDIT_GRID, parse_strengths
 
 __all__ = ["build_parser", "main"]
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         result = run_audit(config, progress)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: unreadable data, unwritable cache or --out
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -15,10 +15,12 @@ from audit.safety.anonymise import LADDER, anonymise_file, example_group_photo
 from audit.safety.peers import measure_peers, summarise
 from audit.safety.recall import detector_recall, summarise_recall
 from deblur.data import builtin_faces
-from deblur.faces import face_crop
-from deblur.strengths import SAFETY_GRID, parse_strengths
 from deblur.degrade import DEGRADATIONS
+from deblur.faces import face_crop
 from deblur.io import load_image
+from deblur.restore import close_restorers, external_restorers
+from deblur.restore.external.spec import DEFAULT_CONCURRENCY
+from deblur.strengths import SAFETY_GRID, parse_strengths
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,14 +51,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="pixelate_noise", choices=sorted(LADDER), help="--anonymise: obscuring kind")
     p.add_argument("--deface", default="deface", help="--peers: the deface executable (e.g. in another venv)")
     p.add_argument("--out", default="results/safety", help="output folder (--anonymise: the output .png)")
+    p.add_argument("--external", action="append", default=[], metavar="NAME=SPEC",
+                   help="also attack with an external restorer (repeatable): NAME=module:callable, "
+                        "NAME=http://host:port/#/api_name or NAME=owner/space#/api_name; see docs/EXTERNAL.md")
+    p.add_argument("--external-concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                   help="calls in flight per external restorer")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a one-face sweep (``--image``) or dataset mode and write the outputs into ``--out``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.anonymise:
         return anonymise_file(args.anonymise, args.out, boxes=args.box, kind=args.method, seed=args.seed)
+    try:
+        extra = external_restorers(args.external, list(DEGRADATIONS), concurrency=args.external_concurrency)
+    except ValueError as exc:  # a bad spec, an unimportable callable or an unreachable app
+        parser.error(str(exc))
+    try:
+        return _run(args, extra)
+    finally:
+        close_restorers(extra)
+
+
+def _failures(table) -> None:
+    """Print how many rows of each restorer failed (external calls: timeouts, errors...)."""
+    failed = table[table["status"].astype(str).str.startswith("error")]
+    for name, n in failed.groupby("restorer").size().items():
+        print(f"{name}: {n} failed rows (status error): the recommendation counts a failed row as not "
+              "re-identifying; rerun before relying on it", file=sys.stderr)
+
+
+def _run(args, extra) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.peers:
@@ -71,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         kinds = args.degradations or KINDS
         grid = parse_strengths(args.strengths, kinds, SAFETY_GRID) if args.strengths else None
         res = sweep_face(crop, degradations=kinds, strengths=grid, margin=args.margin, thorough=args.thorough,
-                         seed=args.seed)
+                         seed=args.seed, extra_restorers=extra)
+        _failures(res.table)
         res.table.to_csv(out / "safety_sweep.csv", index=False)
         res.summary().to_csv(out / "safety_recommendations.csv", index=False)
         with (out / "safety_sweep.html").open("w", encoding="utf-8") as fh:
@@ -88,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     items = face_items(args.data, n=args.n, labels=args.labels, fmt=args.format)
     ds = sweep_dataset(items, degradations=args.degradations or DEGRADATIONS, margin=args.margin,
                        thorough=args.thorough, n_boot=args.n_boot, seed=args.seed, identity=args.identity,
-                       progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True))
+                       progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True),
+                       extra_restorers=extra)
     print(file=sys.stderr)
     paths = ds.write(out, args.plotlyjs)
     cols = [c for c in ds.per_face.columns if c.startswith("safe_")]

@@ -28,7 +28,7 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -366,21 +366,24 @@ class LearnedAttacker:
 # Defaults: the restore attacker's restorers, the built-in candidates, the context of one face, every attacker
 
 
-def default_restorers(kinds: Sequence[str], thorough: bool = False
+def default_restorers(kinds: Sequence[str], thorough: bool = False, extra: Mapping[str, Mapping] | None = None
                       ) -> dict[str, dict[str, tuple[object, float | None]]]:
-    """Restorers per obscuring kind, each with the strength it is told (``None``: told the sweep's strength).
+    """The restore attacker's restorers per obscuring kind, each with the strength it is told (``None``: the
+    sweep's strength).
 
     ``pixelate_noise`` gets the pixelation restorers (told the true block size); ``fill`` gets every
     restorer of every degradation, each told that degradation's default strength (there is nothing to know).
+    ``extra`` adds restorers per degradation (``{kind: {name: restorer}}``, e.g. external ones) to ours.
     """
     exclude = () if thorough else SLOW_RESTORERS
+    extra = extra or {}
     out: dict[str, dict[str, tuple[object, float | None]]] = {}
     for kind in kinds:
         check_kind(kind)
         if kind == "fill":
             found = {}
             for base in DEGRADATIONS:
-                for name, r in restorers_for(base).items():
+                for name, r in {**restorers_for(base), **extra.get(base, {})}.items():
                     if name in exclude:
                         continue
                     key = "none" if name == "none" else f"{name} ({base})"
@@ -388,7 +391,8 @@ def default_restorers(kinds: Sequence[str], thorough: bool = False
             out[kind] = found
         else:
             base = "pixelate" if kind == "pixelate_noise" else kind
-            out[kind] = {n: (r, None) for n, r in restorers_for(base).items() if n not in exclude}
+            out[kind] = {n: (r, None) for n, r in {**restorers_for(base), **extra.get(base, {})}.items()
+                         if n not in exclude}
     return out
 
 

@@ -70,8 +70,8 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
                   strengths: Mapping[str, Sequence[float]] | None = None, margin: float = 0.0,
                   thorough: bool = False, predict: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0,
                   min_group_n: int = 30, identity: str | None = None, candidates: GalleryFaces | None = None,
-                  attackers: Sequence | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> DatasetSafety:
+                  attackers: Sequence | None = None, progress: Callable[[int, int], None] | None = None,
+                  extra_restorers: Mapping[str, Mapping[str, object]] | None = None) -> DatasetSafety:
     """:func:`sweep_face` over many faces, then the distribution of safe strengths per group.
 
     Groups are formed exactly as the audit forms them (:func:`audit.engine.prepare_face`: dataset labels plus
@@ -97,6 +97,7 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
             with the built-in gallery, the other faces of the data set with another gallery.
         attackers: the attackers (default: all four, :func:`audit.safety.attackers.default_attackers`).
         progress: called as ``progress(done, total)`` per face.
+        extra_restorers: degradation → {name → restorer} added to ours (external restorers).
     """
     start = time.perf_counter()
     grid = resolve_grid(degradations, strengths)
@@ -129,7 +130,8 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
                                  np.array([to_uint8(d.image) for d in others]).reshape(-1, 128, 128, 3))
         res = sweep_face(c.image, gallery=own, embedder=embedder, degradations=list(grid), strengths=grid,
                          margin=margin, own_id=c.image_id, thorough=thorough, seed=seed, require_face=False,
-                         references=[d.image for d in same], candidates=cands, attackers=attackers)
+                         references=[d.image for d in same], candidates=cands, attackers=attackers,
+                         extra_restorers=extra_restorers)
         row = {"image_id": c.image_id, **{a: c.groups.get(a, "") for a in group_columns}}
         for kind, rec in res.recommendations.items():
             row[f"safe_{kind}"] = math.nan if rec.strength is None else rec.strength

@@ -234,7 +234,8 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
                restorers: Mapping[str, Mapping[str, object]] | None = None, attackers: Sequence | None = None,
                references: Sequence[np.ndarray] = (), candidates=None, margin: float = 0.0, own_id: str = "query",
                thorough: bool = False, seed: int = 0, noise: float = NOISE_SIGMA, fill: str = "mean",
-               require_face: bool = True, progress: ProgressFn | None = None) -> SweepResult:
+               require_face: bool = True, progress: ProgressFn | None = None,
+               extra_restorers: Mapping[str, Mapping[str, object]] | None = None) -> SweepResult:
     """Sweep obscuring strengths on one face and find, per kind, the strength no attacker beats.
 
     Every attacker (:mod:`audit.safety.attackers`: restore-then-match, parrot, unknown kernel, learned) tries
@@ -263,6 +264,8 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
         require_face: the crop must pass OpenCV's frontal-face Haar cascade, as the audit requires (the dlib
             embedder on a whole crop embeds anything, faces or not). Pass ``False`` when a detector already
             found the face (the app's MTCNN crop).
+        extra_restorers: degradation → {name → restorer} added to the default ones (external restorers:
+            :func:`deblur.restore.external_restorers`).
         progress: called as ``progress(fraction, message)``.
 
     Returns:
@@ -292,7 +295,7 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
         raise ValueError("the embedder finds no face in the person's second view; pass another photo of the "
                          "person as a reference")
     if attackers is None:
-        plan = (default_restorers(list(grid), thorough) if restorers is None else
+        plan = (default_restorers(list(grid), thorough, extra_restorers) if restorers is None else
                 {k: {n: (r, None) for n, r in restorers.get(k, {}).items()} for k in grid})
         attackers = default_attackers(list(grid), plan=plan)
     total = len(grid) * max(1, len(attackers))
