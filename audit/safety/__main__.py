@@ -135,7 +135,7 @@ def _real_faces() -> list[tuple[str, object]]:
 def _peers(deface: str, out: Path, seed: int) -> int:
     test = builtin_faces(4000, seed).subset("test")
     # the attackers' gallery holds the first 200 test faces; the probes are strangers to it
-    probes = [(test.ids[i], test.images[i].astype("float32") / 255) for i in range(300, 302)] + _real_faces()
+    probes = [(test.ids[i], test.images[i].astype("float32") / 255) for i in range(300, 301)] + _real_faces()
     df = measure_peers(probes, deface=deface, seed=seed, progress=lambda m: print(m, file=sys.stderr))
     df.to_csv(out / "peers.csv", index=False)
     summary = summarise(df)

@@ -443,11 +443,15 @@ def attack_context(clean: np.ndarray, *, embedder: Embedder | None = None, galle
 
 
 def default_fill_attackers(disk_cache: bool = True) -> list:
-    """The attackers of a black-filled face: the parrot (obscured the same way), the unknown-kernel attacker and
-    the black crop matched as it is. A black crop holds nothing to restore: a dozen restorers told made-up
-    kernels would only add a dozen chances of a lucky rank-1 in a finite gallery, not information."""
-    return [RestoreAttacker({"fill": {"none": (restorers_for("gaussian")["none"], None)}}), ParrotAttacker(disk_cache),
-            UnknownKernelAttacker(estimate)]
+    """The attacker of a face filled with one colour: the parrot, which compares it with the candidates filled
+    the same way (they all tie: nobody is identified).
+
+    A filled crop is the same for every person. Restoring it and matching the result against clean photos
+    points at whichever gallery photo happens to be nearest to a flat colour (the darkest face, for black) --
+    the same answer for everyone, which identifies nobody even when that photo is the person's; counting it
+    would only add chance hits. The independent dlib check still runs on the whole output photo.
+    """
+    return [ParrotAttacker(disk_cache)]
 
 
 def default_attackers(kinds: Sequence[str], *, plan: dict | None = None, thorough: bool = False,

@@ -52,7 +52,8 @@ def _scene(crop: np.ndarray, size: int) -> np.ndarray:
 
 def _cut(scene: np.ndarray, size: int) -> np.ndarray:
     face = as_image(scene)[size:2 * size, size:2 * size]
-    return quantize(cv2.resize(face, (128, 128), interpolation=cv2.INTER_CUBIC if size < 128 else cv2.INTER_AREA))
+    out = cv2.resize(face, (128, 128), interpolation=cv2.INTER_CUBIC if size < 128 else cv2.INTER_AREA)
+    return quantize(np.clip(out, 0, 1))  # cubic interpolation overshoots
 
 
 def run_deface(images: Sequence[np.ndarray], args: Sequence[str], deface: str = "deface") -> list[np.ndarray]:
