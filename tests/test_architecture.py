@@ -126,8 +126,6 @@ def test_no_import_cycle_among_our_modules():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-@pytest.mark.xfail(strict=True, reason="playground, app_handlers and safety_handlers until the ui/ package lands "
-                   "(arch-ui, issue 12 part A): delete this marker then")
 def test_only_the_ui_imports_gradio():
     offenders = sorted(name for name, path in our_modules().items()
                        if not (name == "app" or name == "ui" or name.startswith("ui."))

@@ -253,9 +253,9 @@ def test_default_gallery_uses_the_embedders_registry_key(small_faces, gallery, e
 def safety_server(app_server, gallery, monkeypatch):
     """The shared app server, its safety handler pointed at the small test gallery for this test."""
     pytest.importorskip("gradio_client")
-    from audit import safety_handlers
+    from ui import safety_tab
 
-    monkeypatch.setattr(safety_handlers, "attacker_gallery", lambda: gallery)
+    monkeypatch.setattr(safety_tab, "attacker_gallery", lambda: gallery)
     return app_server[0]
 
 

@@ -1,13 +1,13 @@
-"""The app's "Is this blur safe?" tab: layout and a plain handler over :func:`audit.safety.sweep_face`.
+"""The "Is this blur safe?" tab: layout and handlers over :func:`audit.safety.sweep_face`.
 
-The handler reads the upload with the playground's reader (same errors), cuts the aligned 128-px face crop the
-same way, sweeps every obscuring kind, and returns one plotly figure per kind, the recommendation table, the
-obscured faces (PNG) and metadata-free PNG downloads written into a per-request temporary folder.
+The handler reads the upload and cuts the aligned 128-px face crop with the helpers every tab shares
+(:func:`ui.common.prepared_upload`: same errors, same crop), sweeps every obscuring kind, and returns one plotly
+figure per kind, the recommendation table, the obscured faces (PNG) and metadata-free PNG downloads written
+into a per-request temporary folder.
 """
 
 from __future__ import annotations
 
-import functools
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 
 from audit import safety
+from deblur.playground import embedder
+from ui.common import example_photos, photo_input, prepared_upload, user_errors
 
-__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "attacker_gallery", "run_safety", "safety_request", "safety_tab"]
+__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "attacker_gallery", "run_safety", "safety_request", "tab"]
 
 PLOT_KINDS = tuple(k for k in safety.KINDS if k != "fill")  # fill has no strength axis: table + image only
 TABLE_COLUMNS = ["degradation", "recommended", "in your photo (px)", "first safe", "tested up to", "closest restorer",
@@ -28,9 +30,8 @@ KIND_LABELS = {"gaussian": "Gaussian blur", "pixelate": "Pixelation", "motion": 
 GALLERY_SIZE = 200
 
 
-@functools.lru_cache(maxsize=1)
 def attacker_gallery():
-    """The built-in gallery the attacker matches against (computed once, cached on disk)."""
+    """The built-in gallery the attacker matches against (cached on disk and per process by ``builtin_gallery``)."""
     return safety.builtin_gallery("dlib", GALLERY_SIZE)
 
 
@@ -51,15 +52,10 @@ def run_safety(path: str | None, margin: float = 0.0,
     Raises:
         gr.Error: no upload, unreadable file, no face, or a bad margin.
     """
-    from deblur import playground
-
-    img = playground.read_upload(path)
-    prepared = playground.prepare(img, "face")
-    try:
-        result = safety.sweep_face(prepared.image, gallery=attacker_gallery(), embedder=playground.embedder(),
+    prepared = prepared_upload(path, "face")
+    with user_errors():
+        result = safety.sweep_face(prepared.image, gallery=attacker_gallery(), embedder=embedder(),
                                    margin=float(margin), require_face=False, progress=progress)
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
     return result, _photo_scale(prepared)
 
 
@@ -113,15 +109,8 @@ def safety_request(path: str | None, margin: float, progress=gr.Progress()) -> l
     return [*figures, recommendation_table(result, scale), images, files, reading(result)]
 
 
-def safety_tab(photo_factory: Callable[..., gr.Image] | None = None) -> None:
-    """'Is this blur safe?': sweep obscuring strengths on a face against every restorer.
-
-    Args:
-        photo_factory: builds the upload component (the app passes its guarded ``photo_input``).
-    """
-    from deblur import playground
-
-    make_photo = photo_factory or (lambda **kw: gr.Image(type="filepath", **kw))
+def tab() -> None:
+    """Lay out the 'Is this blur safe?' tab and wire its events (inside a ``gr.Blocks``)."""
     with gr.Tab("Is this blur safe?", id="safety"):
         gr.Markdown(
             "How strong must blurring or pixelation be before **none of our restorers** can bring the identity "
@@ -130,8 +119,8 @@ def safety_tab(photo_factory: Callable[..., gr.Image] | None = None) -> None:
             "checks whether the result is still this person.\n\n" + safety.LOWER_BOUND_NOTE)
         with gr.Row():
             with gr.Column(scale=1):
-                photo = make_photo(label="Photo with one face", sources=["upload", "clipboard"], height=240)
-                gr.Examples([[str(p)] for p in playground.example_photos()], inputs=[photo], label="Examples")
+                photo = photo_input(label="Photo with one face", sources=["upload", "clipboard"], height=240)
+                gr.Examples([[str(p)] for p in example_photos()], inputs=[photo], label="Examples")
             with gr.Column(scale=1):
                 margin = gr.Slider(0.0, 0.3, value=0.0, step=0.05,
                                    label="Safety margin added to the match threshold (L2 distance)")
