@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from ui import CONCURRENCY_LIMIT, build_app
+from ui.uploads import LAUNCH_OPTIONS
 
 __all__ = ["CONCURRENCY_LIMIT", "build_app", "main"]
 
@@ -19,7 +20,7 @@ def main() -> None:
     # Oversubscribed OpenMP threads make small CPU convolutions (MTCNN on a photo) 50x slower; measured in
     # bench/bench_playground.py. Each of the concurrent requests gets its share of the cores instead.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // CONCURRENCY_LIMIT))
-    build_app().queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=32).launch()
+    build_app().queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=32).launch(**LAUNCH_OPTIONS)
 
 
 if __name__ == "__main__":

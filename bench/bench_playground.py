@@ -20,9 +20,10 @@ import time
 from deblur import degrade as D
 from deblur.faces import CROP_SIZE
 from deblur.io import load_image
-from deblur.playground import metrics_table
-from ui.common import EXAMPLES_DIR, prepared_upload
+from deblur.playground import metrics_table, prepare
+from ui.common import EXAMPLES_DIR
 from ui.playground import run_playground
+from ui.uploads import read_photo
 
 
 def _ms(seconds: list[float]) -> float:
@@ -40,7 +41,7 @@ def bench_kind(photo: str, kind: str, repeats: int) -> list[tuple[str, float]]:
         D.quantize(D.degrade(load_image(photo), kind, strength))
         base.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        prepared_upload(photo, "face")
+        prepare(read_photo(photo), "face")
         crop.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         result = run_playground(photo, "face", "clean", kind, strength)
@@ -48,7 +49,7 @@ def bench_kind(photo: str, kind: str, repeats: int) -> list[tuple[str, float]]:
         for rec in result.reconstructions:
             per_restorer.setdefault(rec.label, []).append(rec.seconds)
         t0 = time.perf_counter()
-        metrics_table(result, prepared_upload(photo, "face"), "face")
+        metrics_table(result, prepare(read_photo(photo), "face"), "face")
         metrics.append(time.perf_counter() - t0 - crop[-1])  # minus the re-crop it needed
     rows = [("baseline: read + degrade + quantize", _ms(base)), ("read + face detection + crop", _ms(crop))]
     rows += [(f"restorer: {label}", _ms(times)) for label, times in per_restorer.items()]

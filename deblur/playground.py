@@ -71,8 +71,11 @@ class Prepared:
     note: str
 
 
-def prepare(img: np.ndarray, mode: str) -> Prepared:
+def prepare(img: np.ndarray, mode: str, whole_image_hint: bool = True) -> Prepared:
     """Cut the face crop (``mode="face"``) or shrink the whole image (``mode="whole"``).
+
+    Args:
+        whole_image_hint: suggest the 'Whole image' mode when no face is found (only where the tab has it).
 
     Raises:
         NoFaceError: no face found in face-crop mode (the message says what to try).
@@ -82,10 +85,8 @@ def prepare(img: np.ndarray, mode: str) -> Prepared:
         try:
             crop = face_crop(img, CROP_SIZE)
         except NoFaceError as exc:
-            raise NoFaceError(
-                "No face found in this photo. Try a larger, frontal, well-lit face, or switch to "
-                "'Whole image' mode to process the photo without a face crop."
-            ) from exc
+            hint = " Or switch to 'Whole image' mode to process the photo without a face crop." * whole_image_hint
+            raise NoFaceError(f"No face found in this photo: {exc}.{hint}") from exc
         scale = float(np.hypot(*crop.matrix[0, :2]))
         return Prepared(crop.image, crop,
                         f"Face detected and aligned into a {CROP_SIZE}×{CROP_SIZE} crop (scaled ×{scale:.2f}).")
@@ -242,13 +243,18 @@ def check_request(source: str, kind: str, strength: float) -> float:
     """Validate a request's settings; returns the strength as a float.
 
     Raises:
-        ValueError: an unknown source or degradation, or an invalid strength (the message names the valid ones).
+        ValueError: an unknown source or degradation, or a strength that is invalid or outside the offered range
+            (the message names the valid ones).
     """
     if source not in SOURCES:
         raise ValueError(f"Unknown source {source!r}; choose one of {', '.join(SOURCES)}.")
     if kind not in STRENGTHS:
         raise ValueError(f"Unknown degradation {kind!r}; choose one of {', '.join(STRENGTHS)}.")
-    return check_strength(kind, strength)
+    strength = check_strength(kind, strength)
+    spec = STRENGTHS[kind]
+    if not spec.low <= strength <= spec.high:  # the offered range also bounds the work one request can ask for
+        raise ValueError(f"{kind} takes {spec.name} from {spec.low:g} to {spec.high:g} here; got {strength:g}.")
+    return strength
 
 
 def restore_and_measure(prepared: Prepared, mode: str, source: str, kind: str, strength: float) -> PlaygroundResult:

@@ -16,7 +16,8 @@ from deblur.degrade import to_uint8
 from deblur.faces import CROP_SIZE
 from deblur.metrics import psnr
 from ui import playground as P
-from ui.common import EXAMPLES_DIR, prepared_upload, read_upload
+from ui.common import EXAMPLES_DIR
+from ui.uploads import read_photo
 
 FACE = EXAMPLES_DIR / "generated-0.png"
 ASTRONAUT = EXAMPLES_DIR / "astronaut.png"
@@ -99,7 +100,7 @@ def test_face_crop_run_measures_every_restorer(kind, strength):
 
 def test_already_degraded_upload_has_no_reference_metrics(tmp_path):
     photo = tmp_path / "blurred.png"
-    clean = read_upload(str(FACE))
+    clean = read_photo(FACE)
     Image.fromarray(to_uint8(D.degrade(clean, "gaussian", 2.0))).save(photo)
     result = P.run_playground(str(photo), "face", "degraded", "gaussian", 2.0)
     assert result.original is None
@@ -155,7 +156,7 @@ def test_missing_upload_and_bad_parameters_raise():
 
 @pytest.mark.parametrize("name", ["gray", "rgba", "exif"])
 def test_awkward_but_valid_uploads_work(bad, name):
-    upright = prepared_upload(str(ASTRONAUT), "face").image
+    upright = compute.prepare(read_photo(ASTRONAUT), "face").image
     result = P.run_playground(str(bad[name]), "face", "clean", "gaussian", 2.0)
     # EXIF rotation applied: the crop is the same face as from the upright file (a 90° turn would not be)
     if name == "exif":

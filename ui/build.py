@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ui import about, audit_tab, playground, safety_tab
+from ui import about, audit_tab, playground, safety_tab, uploads
 
 __all__ = ["CONCURRENCY_LIMIT", "build_app"]
 
@@ -16,7 +16,7 @@ def build_app() -> gr.Blocks:
 
     Nothing heavy happens here: restorers, the face detector and the embedder load on the first request.
     """
-    with gr.Blocks(title="facedrift", analytics_enabled=False) as demo:
+    with gr.Blocks(title="facedrift", analytics_enabled=False, **uploads.BLOCKS_OPTIONS) as demo:
         gr.Markdown("# facedrift\nFace \u201cdeblurring\u201d models extrapolate; they do not recover a face. "
                     "See what they invent, and audit how unevenly they do it.")
         with gr.Tabs():

@@ -9,13 +9,16 @@ import functools
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
 from deblur import playground
 from deblur.degrade import to_uint8
 from deblur.playground import MODES, SOURCES, PlaygroundResult
 from deblur.restore import WEIGHTS_DIR, restorer_names
 from deblur.strengths import STRENGTHS
-from ui.common import DEGRADATION_LABELS, example_photos, gpu, photo_input, prepared_upload, user_errors
+from ui import uploads
+from ui.common import DEGRADATION_LABELS, example_photos, gpu
+from ui.errors import user_errors
 
 __all__ = ["CAPTION", "MAX_SLOTS", "outputs_for_ui", "playground_request", "reconstruction_slots", "run_playground",
            "slot_count", "strength_slider", "tab"]
@@ -54,17 +57,20 @@ def strength_slider(kind: str, source: str = "clean") -> dict:
     return gr.update(minimum=spec.low, maximum=spec.high, step=spec.step, value=spec.default, label=label)
 
 
-def run_playground(path: str | None, mode: str, source: str, kind: str, strength: float) -> PlaygroundResult:
-    """One playground request from an upload: settings checked first, then the photo read, cut and measured.
+@user_errors
+def run_playground(photo: str | np.ndarray | None, mode: str, source: str, kind: str,
+                   strength: float) -> PlaygroundResult:
+    """One playground request: settings checked first, then the photo read, cut and measured.
+
+    Args:
+        photo: the photo already read (``HxWx3`` float32, as the Run handler passes it) or a file.
 
     Raises:
-        gr.Error: bad settings, no or unreadable upload, no face in face-crop mode, weights that cannot load.
+        gr.Error: bad settings, no or unreadable photo, no face in face-crop mode, weights that cannot load.
     """
-    with user_errors():
-        playground.check_request(source, kind, strength)
-    prepared = prepared_upload(path, mode)
-    with user_errors():
-        return playground.restore_and_measure(prepared, mode, source, kind, strength)
+    playground.check_request(source, kind, strength)
+    prepared = playground.prepare(uploads.read_photo(photo), mode)
+    return playground.restore_and_measure(prepared, mode, source, kind, strength)
 
 
 def outputs_for_ui(result: PlaygroundResult, slots: int) -> list:
@@ -87,9 +93,15 @@ def outputs_for_ui(result: PlaygroundResult, slots: int) -> list:
 
 
 @gpu
-def playground_request(path: str | None, mode: str, source: str, kind: str, strength: float) -> list:
-    """The Run button: one request, flattened into the tab's output components."""
-    return outputs_for_ui(run_playground(path, mode, source, kind, strength), reconstruction_slots())
+@user_errors
+def playground_request(path: str | None, mode: str, source: str, kind: str, strength: float,
+                       kept: dict | None = None) -> list:
+    """The Run button: one request, flattened into the tab's output components.
+
+    The upload is read and deleted first (:func:`ui.uploads.take_photo`); ``kept`` is the tab's memory of it.
+    """
+    image, kept = uploads.take_photo(path, kept)
+    return [*outputs_for_ui(run_playground(image, mode, source, kind, strength), reconstruction_slots()), kept]
 
 
 def tab() -> None:
@@ -103,7 +115,7 @@ def tab() -> None:
         )
         with gr.Row():
             with gr.Column(scale=1):
-                photo = photo_input(label="Photo", sources=["upload", "webcam", "clipboard"], height=260)
+                photo = uploads.photo_input(label="Photo", sources=["upload", "webcam", "clipboard"], height=260)
                 gr.Examples([[str(p)] for p in example_photos()], inputs=[photo], label="Example photos")
             with gr.Column(scale=1):
                 source = gr.Radio([(v, k) for k, v in SOURCES.items()], value="clean", label="Input")
@@ -112,6 +124,10 @@ def tab() -> None:
                                 label="Degradation")
                 strength = gr.Slider(spec.low, spec.high, value=spec.default, step=spec.step,
                                      label=f"Strength: {spec.name}, in pixels of the processed image")
+                # The slider's range follows the degradation in the page; the API takes any kind's range without
+                # calling /strength_range first, and run_playground checks the value against the chosen kind.
+                strength.preprocess = float
+                kept = uploads.kept_photo()
                 run = gr.Button("Run", variant="primary")
         with gr.Row():
             original = gr.Image(label="Original (processed)", format="png", interactive=False, height=256)
@@ -132,5 +148,5 @@ def tab() -> None:
 
         kind.change(strength_slider, [kind, source], strength, api_name="strength_range")
         source.change(strength_slider, [kind, source], strength, api_name=False)
-        run.click(playground_request, [photo, mode, source, kind, strength],
-                  [original, degraded, *sliders, table, reading], api_name="playground")
+        run.click(playground_request, [photo, mode, source, kind, strength, kept],
+                  [original, degraded, *sliders, table, reading, kept], api_name="playground")

@@ -1,26 +1,27 @@
 """The "Is this blur safe?" tab: layout and handlers over :func:`audit.safety.sweep_face`.
 
-The handler reads the upload and cuts the aligned 128-px face crop with the helpers every tab shares
-(:func:`ui.common.prepared_upload`: same errors, same crop), sweeps every obscuring kind, and returns one plotly
-figure per kind, the recommendation table, the obscured faces (PNG) and metadata-free PNG downloads written
-into a per-request temporary folder.
+The Run handler reads and deletes the upload (:func:`ui.uploads.take_photo`), cuts the aligned 128-px face crop
+with the playground's :func:`deblur.playground.prepare`, sweeps every obscuring kind, and returns one plotly
+figure per kind, the recommendation table, and the obscured faces as metadata-free PNGs published into
+Gradio's cache (which expires them).
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pandas as pd
 
 from audit import safety
-from deblur.playground import embedder
-from ui.common import example_photos, photo_input, prepared_upload, user_errors
+from deblur.playground import embedder, prepare
+from ui import uploads
+from ui.common import example_photos
+from ui.errors import user_errors
+from ui.uploads import read_photo
 
-__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "attacker_gallery", "run_safety", "safety_request", "tab"]
+__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "attacker_gallery", "run_safety", "safety_outputs", "safety_request", "tab"]
 
 PLOT_KINDS = tuple(k for k in safety.KINDS if k != "fill")  # fill has no strength axis: table + image only
 TABLE_COLUMNS = ["degradation", "recommended", "in your photo (px)", "first safe", "tested up to", "closest restorer",
@@ -42,9 +43,10 @@ def _photo_scale(prepared) -> float:
     return float(np.hypot(*prepared.where.matrix[0, :2]))
 
 
-def run_safety(path: str | None, margin: float = 0.0,
+@user_errors
+def run_safety(photo: str | np.ndarray | None, margin: float = 0.0,
                progress: Callable[[float, str], None] | None = None) -> tuple[safety.SweepResult, float]:
-    """Read an upload, crop its face and sweep it.
+    """Read a photo (a file, or the image already read), cut its face the playground's way and sweep it.
 
     Returns:
         The sweep and the crop's scale (crop pixels per photo pixel).
@@ -52,10 +54,9 @@ def run_safety(path: str | None, margin: float = 0.0,
     Raises:
         gr.Error: no upload, unreadable file, no face, or a bad margin.
     """
-    prepared = prepared_upload(path, "face")
-    with user_errors():
-        result = safety.sweep_face(prepared.image, gallery=attacker_gallery(), embedder=embedder(),
-                                   margin=float(margin), require_face=False, progress=progress)
+    prepared = prepare(read_photo(photo), "face", whole_image_hint=False)  # the tab has no whole-image mode
+    result = safety.sweep_face(prepared.image, gallery=attacker_gallery(), embedder=embedder(),
+                               margin=float(margin), require_face=False, progress=progress)
     return result, _photo_scale(prepared)
 
 
@@ -92,21 +93,34 @@ def reading(result: safety.SweepResult) -> str:
     return "\n\n".join(lines)
 
 
-def safety_request(path: str | None, margin: float, progress=gr.Progress()) -> list:  # noqa: B008 - gradio's API
-    """The tab's handler: figures, table, obscured faces, PNG downloads, reading."""
-    result, scale = run_safety(path, margin, progress=lambda f, msg: progress(f, desc=msg))
+def safety_outputs(image: np.ndarray, margin: float, publish_bytes: Callable[[bytes, str], str],
+                   progress: Callable[[float, str], None] | None = None) -> list:
+    """The tab's outputs for a photo already read: figures, table, obscured faces, PNG downloads, reading.
+
+    Args:
+        publish_bytes: writes an output file where the page can fetch it and returns its path (the app writes
+            into Gradio's cache, which deletes it after a stated lifetime).
+    """
+    result, scale = run_safety(image, margin, progress=progress)
     figures = [safety.figure(result, k) for k in PLOT_KINDS]
-    out_dir = Path(tempfile.mkdtemp(prefix="facedrift-safety-"))
     images, files = [], []
     for kind, rec in result.recommendations.items():
         data = result.png(kind)
         if data is None:
             continue
-        path_png = out_dir / f"obscured_{kind}_{rec.strength:g}.png"
-        path_png.write_bytes(data)
-        files.append(str(path_png))
-        images.append((str(path_png), f"{KIND_LABELS[kind]} at {rec.strength:g}"))
+        path_png = publish_bytes(data, f"obscured_{kind}_{rec.strength:g}.png")
+        files.append(path_png)
+        images.append((path_png, f"{KIND_LABELS[kind]} at {rec.strength:g}"))
     return [*figures, recommendation_table(result, scale), images, files, reading(result)]
+
+
+@user_errors
+def safety_request(path: str | None, margin: float, kept: dict | None = None,
+                   progress: gr.Progress = gr.Progress()) -> list:  # noqa: B008 - Gradio injects progress via the default
+    """The Run button: read and delete the upload, sweep it, publish the obscured faces."""
+    image, kept = uploads.take_photo(path, kept)
+    outputs = safety_outputs(image, margin, uploads.publish_bytes, progress=lambda f, msg: progress(f, desc=msg))
+    return [*outputs, kept]
 
 
 def tab() -> None:
@@ -119,7 +133,7 @@ def tab() -> None:
             "checks whether the result is still this person.\n\n" + safety.LOWER_BOUND_NOTE)
         with gr.Row():
             with gr.Column(scale=1):
-                photo = photo_input(label="Photo with one face", sources=["upload", "clipboard"], height=240)
+                photo = uploads.photo_input(label="Photo with one face", sources=["upload", "clipboard"], height=240)
                 gr.Examples([[str(p)] for p in example_photos()], inputs=[photo], label="Examples")
             with gr.Column(scale=1):
                 margin = gr.Slider(0.0, 0.3, value=0.0, step=0.05,
@@ -137,4 +151,6 @@ def tab() -> None:
             with gr.Row():
                 for kind in PLOT_KINDS[start:start + 2]:
                     plots.append(gr.Plot(label=KIND_LABELS[kind]))
-        run.click(safety_request, [photo, margin], [*plots, table, obscured, downloads, summary], api_name="safety")
+        memory = uploads.kept_photo()
+        run.click(safety_request, [photo, margin, memory], [*plots, table, obscured, downloads, summary, memory],
+                  api_name="safety")
