@@ -112,10 +112,20 @@ class CleanFace:
     info: dict = field(default_factory=dict)
 
 
-def to_crop(img: np.ndarray, crop: str = "auto", size: int = CROP_SIZE) -> np.ndarray | None:
-    """Face crop of a photo: ``"whole"`` (already an aligned crop), ``"detect"`` (MTCNN), ``"auto"``.
+def _crop_mode(config) -> str:
+    """``"auto"`` is ``"whole"`` for the built-in set (already aligned crops) and ``"detect"`` for photos."""
+    if config.crop != "auto":
+        return config.crop
+    return "whole" if config.data == "builtin" else "detect"
 
-    ``"auto"`` treats square images up to 256 px as aligned crops and detects faces in anything else.
+
+def to_crop(img: np.ndarray, crop: str = "detect", size: int = CROP_SIZE) -> np.ndarray | None:
+    """Face crop of a photo in facedrift's one crop geometry (:mod:`deblur.faces`).
+
+    ``"detect"`` finds and aligns the largest face (MTCNN, then dlib's landmarks); ``"whole"`` means the
+    image already *is* such a crop (the built-in set, or crops saved by facedrift) and is only resized.
+    ``"auto"`` is ``"detect"`` here (the audit driver maps it to ``"whole"`` for the built-in set only):
+    a square photo is not an aligned crop just because it is small.
 
     Returns:
         ``size x size x 3`` float32 crop, or ``None`` when no face is detected.
@@ -124,7 +134,7 @@ def to_crop(img: np.ndarray, crop: str = "auto", size: int = CROP_SIZE) -> np.nd
         raise ValueError(f"crop must be 'auto', 'whole' or 'detect', got {crop!r}")
     img = as_image(img)
     h, w = img.shape[:2]
-    if crop == "whole" or (crop == "auto" and h == w and h <= 256):
+    if crop == "whole":
         if (h, w) == (size, size):
             return img
         return np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_CUBIC),
@@ -289,7 +299,7 @@ class AuditConfig:
         min_group_n: groups smaller than this are flagged.
         fmr: false-match rate at which the match threshold is calibrated.
         predict: predicted attributes to add (empty: labels only).
-        crop: ``auto``, ``whole`` or ``detect`` (see :func:`to_crop`).
+        crop: ``auto`` (built-in set: ``whole``; photos: ``detect``), ``whole`` or ``detect`` (see :func:`to_crop`).
         reference: attribute → reference group (default: the largest group).
         contact_sheets: write contact sheets of the predicted skin-tone bins.
         plotlyjs: ``"inline"`` (figures.html works offline) or ``"cdn"`` (small file, needs internet to view).
@@ -429,7 +439,7 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None) -> AuditR
             skipped.append({"id": image_id, "path": "", "reason": reason})
         else:
             cleans.append(prepare_face(image, image_id, embedder, labels=labels, predict=config.predict,
-                                       crop=config.crop))
+                                       crop=_crop_mode(config)))
         progress("clean", k + 1, total)
     with_face = [c for c in cleans if c.embedding is not None]
     gallery = Gallery.build([c.image_id for c in with_face], [c.embedding for c in with_face], config.fmr, config.seed)
