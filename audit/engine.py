@@ -26,30 +26,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
+from audit import report
+from audit.config import DEFAULT_DEGRADATIONS, ROW_FIELDS, AuditConfig
+from audit.data import face_source
 from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
 from audit.metrics import Threshold, calibrate_threshold
-from deblur.degrade import DEGRADATIONS, as_image, degrade, quantize
+from deblur.degrade import as_image, degrade, quantize
+from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
+from deblur.external import close_restorers, external_restorers, parse_external, restore_outcomes
 from deblur.faces import haar_has_face
 from deblur.metrics import psnr, ssim
 
-__all__ = ["AuditConfig", "AuditResult", "CleanFace", "Gallery", "ROW_FIELDS", "audit_image", "prepare_face",
-           "resolve_restorers", "run_audit"]
+# AuditConfig, DEFAULT_DEGRADATIONS and ROW_FIELDS live in audit.config; re-exported for existing callers.
+__all__ = ["DEFAULT_DEGRADATIONS", "ROW_FIELDS", "AuditConfig", "AuditResult", "CleanFace", "Gallery", "audit_image",
+           "count_statuses", "prepare_face", "resolve_restorers", "run_audit"]
 
 CROP_SIZE = 128
-DEFAULT_DEGRADATIONS: dict[str, tuple[float, ...]] = {"gaussian": (2, 4, 6), "pixelate": (4, 8), "motion": (9, 15)}
-
-# Columns of per_image.csv, in order; group columns are appended per run.
-ROW_FIELDS = (
-    "image_id", "model", "model_family", "uses_strength", "degradation", "strength", "embedder", "status",
-    "dist_restored_clean", "dist_degraded_clean", "dist_restored_degraded", "drift",
-    "sim_restored_clean", "sim_degraded_clean", "threshold", "match_restored", "match_degraded",
-    "rank1_restored", "rank1_degraded", "face_detected_restored", "psnr_restored", "ssim_restored",
-    "psnr_degraded", "ssim_degraded", "ita_clean", "ita_restored", "delta_ita", "lightness_clean",
-    "delta_lightness", "seconds",
-)
-
-
 @dataclass
 class Gallery:
     """Clean embeddings of every audited face: the reference for matching and re-identification.
@@ -206,7 +198,9 @@ def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object
 
     Returns:
         Rows (dicts with :data:`ROW_FIELDS` plus the group columns). ``status`` is ``ok``,
-        ``no_face_clean``, ``no_face_restored`` or ``error:<message>``; no case is dropped.
+        ``no_face_clean``, ``no_face_restored``, ``error:<reason>`` for a failed external call (reasons in
+        :data:`deblur.external.FAILURE_REASONS`, details in ``note``) or ``error:<Type>: <message>``; no case
+        is dropped. ``note`` also says when an external output was resized back.
     """
     base = {"image_id": clean.image_id, "embedder": embedder.name,
             "threshold": gallery.threshold.distance if gallery.threshold else math.nan, **clean.groups}
@@ -220,36 +214,43 @@ def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object
         return rows
     centre = gallery.centre
     tone = skin_tone(clean.image, clean.landmarks, pixels=skin_pixels)
+    settings = []  # (kind, strength, degraded, its embedding, its fields)
     for kind, strengths in degradations.items():
         for strength in strengths:
             degraded = quantize(degrade(clean.image, kind, strength))
             emb_deg = embedder.embed(degraded)
             d_deg = l2_distance(emb_deg, clean.embedding) if emb_deg is not None else math.nan
-            deg_fields = {
+            settings.append((kind, float(strength), degraded, emb_deg, {
                 "dist_degraded_clean": d_deg,
                 "sim_degraded_clean": centred_cosine(emb_deg, clean.embedding, centre) if emb_deg is not None
                 else math.nan,
                 "match_degraded": gallery.matches(d_deg) if gallery.threshold else None,
                 "rank1_degraded": gallery.rank1(emb_deg, clean.image_id),
                 "psnr_degraded": psnr(degraded, clean.image), "ssim_degraded": ssim(degraded, clean.image),
-            }
-            for restorer in restorers.get(kind, {}).values():
-                row = {**base, **_restorer_meta(restorer), "degradation": kind, "strength": float(strength),
-                       **deg_fields}
-                start = time.perf_counter()
+            }))
+    # All settings of one restorer in one call: external restorers run them concurrently.
+    outcomes = {}
+    for kind in degradations:
+        for name, restorer in restorers.get(kind, {}).items():
+            idx = [i for i, s in enumerate(settings) if s[0] == kind]
+            given = [s[1] if getattr(restorer, "uses_strength", False) else None for s in (settings[i] for i in idx)]
+            found = restore_outcomes(restorer, [settings[i][2] for i in idx], given)
+            outcomes.update({(i, name): o for i, o in zip(idx, found, strict=True)})
+    for i, (kind, strength, degraded, emb_deg, deg_fields) in enumerate(settings):
+        for name, restorer in restorers.get(kind, {}).items():
+            row = {**base, **_restorer_meta(restorer), "degradation": kind, "strength": strength, **deg_fields}
+            outcome = outcomes[(i, name)]
+            start = time.perf_counter()
+            row["status"], row["note"] = outcome.status, outcome.note
+            if outcome.ok:
                 try:
-                    given = float(strength) if row["uses_strength"] else None
-                    restored = as_image(restorer.restore(degraded, given), name=f"output of {restorer.name}")
-                    if restored.shape != clean.image.shape:
-                        raise ValueError(f"{restorer.name} returned shape {restored.shape}, "
-                                         f"expected {clean.image.shape}")
-                    same = np.array_equal(restored, degraded)  # "none": reuse the degraded embedding
-                    emb = emb_deg if same else embedder.embed(restored)
-                    row.update(_restored_fields(restored, emb, emb_deg, clean, gallery, tone))
-                except Exception as exc:  # noqa: BLE001 - one failing restorer must not stop the audit
+                    same = np.array_equal(outcome.image, degraded)  # "none": reuse the degraded embedding
+                    emb = emb_deg if same else embedder.embed(outcome.image)
+                    row.update(_restored_fields(outcome.image, emb, emb_deg, clean, gallery, tone))
+                except Exception as exc:  # noqa: BLE001 - one failing measurement must not stop the audit
                     row["status"] = f"error:{type(exc).__name__}: {exc}"[:300]
-                row["seconds"] = time.perf_counter() - start
-                rows.append(row)
+            row["seconds"] = outcome.seconds + time.perf_counter() - start
+            rows.append(row)
     return rows
 
 
@@ -282,63 +283,6 @@ def _restored_fields(restored, emb, emb_deg, clean: CleanFace, gallery: Gallery,
 
 
 @dataclass
-class AuditConfig:
-    """Everything one audit run needs; the CLI and the app build one of these.
-
-    Attributes:
-        data: ``"builtin"`` (generated faces, test split) or a data folder.
-        labels: labels CSV (``folder`` format: ``path`` + group columns).
-        format: ``folder``, ``celeba``, ``fairface`` or ``utkface`` (detected when ``None``).
-        models: restorer names; ``None`` = every restorer available for each degradation.
-        degradations: kind → strengths in pixels of the 128-px crop.
-        embedder: embedder name (see :data:`deblur.embed.EMBEDDERS`).
-        out: output folder.
-        n: at most this many images (first ``n`` in data order).
-        n_boot: bootstrap resamples.
-        seed: seed for bootstrap, permutation tests and calibration sampling.
-        min_group_n: groups smaller than this are flagged.
-        fmr: false-match rate at which the match threshold is calibrated.
-        predict: predicted attributes to add (empty: labels only).
-        crop: ``auto`` (built-in set: ``whole``; photos: ``detect``), ``whole`` or ``detect`` (see :func:`to_crop`).
-        reference: attribute → reference group (default: the largest group).
-        contact_sheets: write contact sheets of the predicted skin-tone bins.
-        plotlyjs: ``"inline"`` (figures.html works offline) or ``"cdn"`` (small file, needs internet to view).
-    """
-
-    data: str = "builtin"
-    labels: str | None = None
-    format: str | None = None
-    models: Sequence[str] | None = None
-    degradations: Mapping[str, Sequence[float]] = field(default_factory=lambda: dict(DEFAULT_DEGRADATIONS))
-    embedder: str = "dlib"
-    out: str = "results/audit"
-    n: int = 200
-    n_boot: int = 1000
-    seed: int = 0
-    min_group_n: int = 30
-    fmr: float = 0.01
-    predict: Sequence[str] = PREDICTED_ATTRIBUTES
-    crop: str = "auto"
-    reference: Mapping[str, str] = field(default_factory=dict)
-    contact_sheets: bool = True
-    plotlyjs: str = "inline"
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` with a helpful message for a bad setting."""
-        for kind, strengths in self.degradations.items():
-            if kind not in DEGRADATIONS:
-                raise ValueError(f"unknown degradation {kind!r}; choose from {sorted(DEGRADATIONS)}")
-            for s in strengths:
-                degrade(np.zeros((8, 8, 3), np.float32), kind, s)  # raises with the valid range
-        if self.n < 1:
-            raise ValueError(f"n must be >= 1, got {self.n}")
-        if self.n_boot < 1:
-            raise ValueError(f"n_boot must be >= 1, got {self.n_boot}")
-        if not 0 < self.fmr < 1:
-            raise ValueError(f"fmr must be in (0, 1), got {self.fmr}")
-
-
-@dataclass
 class AuditResult:
     """Where an audit wrote its outputs, and its headline numbers."""
 
@@ -352,59 +296,49 @@ class AuditResult:
     files: list[Path]
     seconds: float
     group_table: object = None  # pandas DataFrame of the group report
+    status_counts: dict = field(default_factory=dict)  # model -> {status kind -> rows}, e.g. "error:timeout"
 
 
-def resolve_restorers(models: Sequence[str] | None, kinds: Sequence[str]) -> dict[str, dict[str, object]]:
-    """Restorers per degradation kind, from :func:`deblur.restore.restorers_for` (learned + classical + ``none``).
+def resolve_restorers(models: Sequence[str] | None, kinds: Sequence[str], external: Sequence[str] = (),
+                      external_concurrency: int | None = None) -> dict[str, dict[str, object]]:
+    """Restorers per degradation kind: :func:`deblur.restore.restorers_for` (learned + classical + ``none``)
+    plus the ``external`` specs (always included; imported / connected now).
 
     Raises:
-        ValueError: if a requested model name is not available for any of ``kinds`` (lists the known ones).
+        ValueError: if a requested model name is not available for any of ``kinds`` (lists the known ones),
+            or an external spec is bad, unreachable or reuses a built-in name.
     """
     from deblur.restore import restorers_for
 
     available = {kind: restorers_for(kind) for kind in kinds}
     known = sorted({name for found in available.values() for name in found})
-    if models is None:
-        return available
-    unknown = [m for m in models if m not in known]
-    if unknown:
-        raise ValueError(f"unknown model(s) {unknown} for degradations {list(kinds)}; known: {known}")
-    return {kind: {m: found[m] for m in models if m in found} for kind, found in available.items()}
+    outside = [parse_external(spec).name for spec in external]
+    clash = sorted(set(outside) & set(known))
+    if clash:
+        raise ValueError(f"external restorer name(s) {clash} are taken by built-in restorers; pick other NAME=")
+    if models is not None:
+        unknown = [m for m in models if m not in known and m not in outside]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown} for degradations {list(kinds)}; known: {known}")
+        available = {kind: {m: found[m] for m in models if m in found} for kind, found in available.items()}
+    for kind, found in external_restorers(external, kinds, concurrency=external_concurrency).items():
+        available[kind].update(found)
+    return available
 
 
-def _items(config: AuditConfig):
-    """Yield ``(image_id, image or None, labels, skip_reason)`` and return metadata about the source."""
-    if config.data == "builtin":
-        from deblur.data import builtin_faces
+def count_statuses(per_image_csv: str | Path) -> dict[str, dict[str, int]]:
+    """Rows per model and status kind of a ``per_image.csv``: ``{"mine": {"ok": 12, "error:timeout": 2}}``.
 
-        faces = builtin_faces(n=4000, seed=0).subset("test")
-        meta = {"source": "builtin generated faces, test split", "group_columns": [],
-                "notes": [faces.meta.get("source")], "skipped": []}
-
-        def gen():
-            for i in range(min(config.n, len(faces))):
-                yield faces.ids[i], faces.image(i), {}, None
-        return meta, gen(), min(config.n, len(faces))
-    from deblur.io import ImageError
-    from deblur.loaders import iter_images, load_dataset
-
-    faces = load_dataset(config.data, labels=config.labels, fmt=config.format)
-    skipped = [{"id": str(r.get("id")), "path": str(r.get("path")), "reason": str(r.get("reason"))}
-               for r in faces.skipped.to_dict("records")]
-    meta = {"source": faces.source, "group_columns": list(faces.group_columns), "notes": list(faces.notes),
-            "skipped": skipped, "label_source": faces.label_source}
-    total = min(config.n, len(faces))
-
-    def gen():
-        for k, (row, image) in enumerate(iter_images(faces)):
-            if k >= total:
-                return
-            labels = {c: str(row[c]) for c in faces.group_columns}
-            if isinstance(image, ImageError):
-                yield str(row["id"]), None, labels, f"unreadable image: {image}"
-            else:
-                yield str(row["id"]), image, labels, None
-    return meta, gen(), total
+    The kind of ``"error:ValueError: message"`` is ``"error:ValueError"``; external failures are already short
+    (``"error:timeout"``).
+    """
+    counts: dict[str, dict[str, int]] = {}
+    with open(per_image_csv, newline="") as fh:
+        for row in csv.DictReader(fh):
+            kind = str(row.get("status", "")).split(": ", 1)[0]
+            tally = counts.setdefault(row.get("model") or "", {})
+            tally[kind] = tally.get(kind, 0) + 1
+    return counts
 
 
 ProgressFn = Callable[[str, int, int], None]
@@ -421,15 +355,21 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None) -> AuditR
     Returns:
         An :class:`AuditResult` (paths, threshold, counts).
     """
-    from audit import report
-
     config.validate()
     start = time.perf_counter()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    restorers = resolve_restorers(config.models, list(config.degradations))
+    restorers = resolve_restorers(config.models, list(config.degradations), config.external,
+                                  config.external_concurrency)
+    try:
+        return _run(config, restorers, progress, start, out)
+    finally:
+        close_restorers(restorers)
+
+
+def _run(config: AuditConfig, restorers, progress: ProgressFn | None, start: float, out: Path) -> AuditResult:
     embedder = get_embedder(config.embedder)
-    meta, items, total = _items(config)
+    meta, items, total = face_source(config.data, labels=config.labels, fmt=config.format, n=config.n)
     progress = progress or (lambda stage, done, total: None)
 
     cleans: list[CleanFace] = []
@@ -485,5 +425,6 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None) -> AuditR
                 "label_source": {c: ("label" if c in meta["group_columns"] else "prediction") for c in group_columns}}
     files = report.write_report(out, per_image, run_info, config, cleans=cleans)
     result = AuditResult(out, per_image, out / "groups.csv", gallery.threshold, len(cleans),
-                         len(cleans) - len(with_face), skipped, files, time.perf_counter() - start)
+                         len(cleans) - len(with_face), skipped, files, time.perf_counter() - start,
+                         status_counts=count_statuses(per_image))
     return result

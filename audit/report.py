@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from audit.config import AuditConfig
 from audit.metrics import adjust_pvalues, bootstrap_ci, group_metrics, wilson_interval
 
 __all__ = ["contact_sheets", "figures", "summarize", "write_report"]
@@ -238,8 +239,6 @@ def rebuild(out: str | Path) -> list[Path]:
 
     Uses the settings stored in ``run.json`` (contact sheets are kept as they are: they need the images).
     """
-    from audit.engine import AuditConfig
-
     out = Path(out)
     run_json = out / "run.json"
     if not run_json.is_file() or not (out / "per_image.csv").is_file():

@@ -234,7 +234,9 @@ def test_default_gallery_uses_the_embedders_registry_key(small_faces, gallery, e
     from deblur.embed import get_embedder
 
     asked = []
-    monkeypatch.setattr(safety, "builtin_gallery", lambda key, *a, **k: asked.append(get_embedder(key).name) or gallery)
+    fake = lambda key, *a, **k: asked.append(get_embedder(key).name) or gallery  # noqa: E731
+    monkeypatch.setattr(safety.dataset, "builtin_gallery", fake)  # where each mode looks it up
+    monkeypatch.setattr(safety.sweep, "builtin_gallery", fake)
     faces = [(small_faces.ids[0], small_faces.image(0), {})]
     safety.sweep_dataset(faces, embedder=embedder, degradations=["pixelate"], strengths={"pixelate": (4,)}, n_boot=10)
     safety.sweep_face(small_faces.image(1), embedder=embedder, degradations=["pixelate"],
