@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     items = face_items(args.data, n=args.n, labels=args.labels, fmt=args.format)
     ds = sweep_dataset(items, degradations=args.degradations or DEGRADATIONS, margin=args.margin,
                        thorough=args.thorough, n_boot=args.n_boot, seed=args.seed,
+                       crop="whole" if args.data == "builtin" else "detect",
                        progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True))
     print(file=sys.stderr)
     paths = ds.write(out, args.plotlyjs)

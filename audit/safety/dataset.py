@@ -69,7 +69,8 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
                   gallery: Gallery | None = None, degradations: Sequence[str] = DEGRADATIONS,
                   strengths: Mapping[str, Sequence[float]] | None = None, margin: float = 0.0,
                   thorough: bool = False, predict: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0,
-                  min_group_n: int = 30, progress: Callable[[int, int], None] | None = None) -> DatasetSafety:
+                  min_group_n: int = 30, progress: Callable[[int, int], None] | None = None,
+                  crop: str = "detect") -> DatasetSafety:
     """:func:`sweep_face` over many faces, then the distribution of safe strengths per group.
 
     Groups are formed exactly as the audit forms them (:func:`audit.engine.prepare_face`: dataset labels plus
@@ -89,12 +90,15 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
         seed: seed of bootstraps and the noise.
         min_group_n: groups smaller than this are flagged ``small``.
         progress: called as ``progress(done, total)`` per face.
+        crop: ``"detect"`` (photos) or ``"whole"`` (already facedrift crops, e.g. the built-in set); see
+            :func:`audit.engine.to_crop`.
     """
     start = time.perf_counter()
     grid = resolve_grid(degradations, strengths)
     embedder = embedder or get_embedder("dlib")
     predict = PREDICTED_ATTRIBUTES if predict is None else tuple(predict)
-    cleans = [prepare_face(img, image_id, embedder, labels=labels, predict=predict) for image_id, img, labels in faces]
+    cleans = [prepare_face(img, image_id, embedder, labels=labels, predict=predict, crop=crop)
+              for image_id, img, labels in faces]
     label_cols = sorted({c for _, _, labels in faces for c in labels})
     group_columns = {**{c: "label" for c in label_cols}, **{c: "prediction" for c in predict}}
     base = gallery if gallery is not None else builtin_gallery(embedder.key)
