@@ -21,31 +21,22 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deblur.embed import EMBEDDERS, Embedder, EmbedderUnavailable, get_embedder, l2_distance
+from deblur.embed import (
+    EMBEDDERS,
+    PUBLISHED_THRESHOLDS,
+    Embedder,
+    EmbedderUnavailable,
+    PublishedThreshold,
+    get_embedder,
+    l2_distance,
+)
 from deblur.faces import CROP_SIZE, NoFaceError, crop_face, detect_faces
 from deblur.io import ImageError, load_image
 
-__all__ = ["THRESHOLDS", "FacePair", "Threshold", "compare", "main", "threshold_for"]
+__all__ = ["FacePair", "compare", "main", "threshold_for"]
 
 
-@dataclass(frozen=True)
-class Threshold:
-    """An L2 distance below which two faces are called the same person, and where it comes from."""
-
-    distance: float
-    source: str
-
-
-# Published operating points only. dlib's ResNet was trained so that faces of one person are closer than
-# 0.6 (99.38% on LFW at that threshold: dlib's face_recognition example and model documentation).
-# facenet-pytorch publishes no operating point for its VGGFace2 model: the user must pass one.
-THRESHOLDS: dict[str, Threshold] = {
-    "dlib": Threshold(0.6, "dlib's published operating point for dlib_face_recognition_resnet_model_v1 "
-                           "(same person below 0.6; 99.38% accuracy on LFW)"),
-}
-
-
-def threshold_for(embedder_key: str, override: float | None = None) -> Threshold:
+def threshold_for(embedder_key: str, override: float | None = None) -> PublishedThreshold:
     """The threshold to judge with: ``override`` (the user's) or the embedder's published one.
 
     Raises:
@@ -54,11 +45,11 @@ def threshold_for(embedder_key: str, override: float | None = None) -> Threshold
     if override is not None:
         if not override > 0:
             raise ValueError(f"--threshold must be a positive L2 distance, got {override}")
-        return Threshold(float(override), "given with --threshold")
-    if embedder_key not in THRESHOLDS:
+        return PublishedThreshold(float(override), "given with --threshold")
+    if embedder_key not in PUBLISHED_THRESHOLDS:
         raise ValueError(f"the {embedder_key} embedder has no published same-person threshold; pass --threshold "
                          "(e.g. one calibrated by `python -m audit` on your data, reported in run.json)")
-    return THRESHOLDS[embedder_key]
+    return PUBLISHED_THRESHOLDS[embedder_key]
 
 
 @dataclass(frozen=True)
@@ -89,7 +80,8 @@ def _faces(path: str, embedder: Embedder, every: bool) -> list[tuple[int, tuple[
             for i, (face, emb) in enumerate(zip(chosen, embeddings, strict=True))]
 
 
-def compare(a: str, b: str, *, embedder: Embedder, threshold: Threshold, every: bool = False) -> list[FacePair]:
+def compare(a: str, b: str, *, embedder: Embedder, threshold: PublishedThreshold,
+            every: bool = False) -> list[FacePair]:
     """Compare the main faces of two photos (every face pair with ``every=True``).
 
     Raises:

