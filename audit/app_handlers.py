@@ -19,9 +19,9 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from audit.data.fairface import ATTRIBUTION
 from audit.engine import AuditConfig, run_audit
 from deblur.degrade import STRENGTHS
-from deblur.fairface import ATTRIBUTION
 
 __all__ = ["AuditRun", "DEFAULT_STRENGTHS", "MAX_FIGURES", "TABLE_COLUMNS", "extract_zip", "model_choices",
            "outputs_for_ui", "parse_strengths_text", "run_audit_request"]

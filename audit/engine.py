@@ -31,7 +31,7 @@ from audit import report
 from audit.config import DEFAULT_DEGRADATIONS, ROW_FIELDS, AuditConfig
 from audit.data import face_source
 from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
-from audit.metrics import Threshold, calibrate_threshold
+from audit.stats import Threshold, calibrate_threshold
 from deblur.degrade import as_image, degrade, quantize
 from deblur.embed import PUBLISHED_THRESHOLDS, Embedder, centred_cosine, get_embedder, l2_distance
 from deblur.external import close_restorers, external_restorers, parse_external, restore_outcomes

@@ -9,7 +9,7 @@ real photo, so built-in faces and photos share one crop geometry.
 
 The faces are synthetic and smooth (64 px native): they are good for training and smoke tests, weak for
 demographic claims. Any groups formed on them are *predictions*. Loaders for real datasets a user may
-have (CelebA, FairFace, UTKFace, a folder + CSV) live in :mod:`deblur.loaders`.
+have (CelebA, FairFace, UTKFace, a folder + CSV) live in :mod:`audit.data.loaders` (the audit's data sets).
 """
 
 from __future__ import annotations

@@ -119,8 +119,6 @@ def test_the_checker_finds_a_cycle_and_a_relative_import(tmp_path):
     assert {"pkg", "pkg.sibling", "inner"} <= names and "hidden" not in names
 
 
-@pytest.mark.xfail(strict=True, reason="deblur.loaders <-> deblur.fairface until audit/data/ lands (arch-audit): "
-                   "delete this marker then")
 def test_no_import_cycle_among_our_modules():
     graph = import_graph()
     assert len(graph) > 20, "the checker found too few modules: is ROOT right?"

@@ -163,6 +163,12 @@ def test_python_callable_gets_uint8_and_kind_strength_only_when_nonblind(user_mo
     assert user_module.calls[-1] == (np.dtype(np.uint8), (128, 128, 3))
     with pytest.raises(ValueError, match="requires \\['model'\\]"):
         external_restorers(["m=user_restorers:needs_more"], ["gaussian"])
+    external_restorers(["m=user_restorers:told?arg.kind=fixed"], ["gaussian"])["gaussian"]["m"].restore(face())
+    assert user_module.calls[-1] == ("fixed", None)
+    assert parse_external("m=a:b?arg.model=v1.4,arg.w=0.7,arg.face_align=true").extra == (
+        ("model", "v1.4"), ("w", 0.7), ("face_align", True))
+    with pytest.raises(ValueError, match="no parameter"):
+        external_restorers(["m=user_restorers:upscale?arg.w=1"], ["gaussian"])
     with pytest.raises(ValueError, match="declared nonblind"):
         external_restorers(["u=user_restorers:upscale?nonblind"], ["gaussian"])
     with pytest.raises(ValueError, match="PYTHONPATH"):
@@ -351,8 +357,10 @@ def test_gradio_spec_errors_are_clear(gradio_app):
     url, _ = gradio_app
     with pytest.raises(ValueError, match="has no endpoint '/nope'.*'/predict'"):
         external_restorers([f"x={url}#/nope"], ["gaussian"])
-    with pytest.raises(ValueError, match="takes 3 inputs"):
+    with pytest.raises(ValueError, match="takes 3 inputs.*required \\['kind', 'strength'\\]"):
         external_restorers([f"x={url}#/nonblind"], ["gaussian"])
+    fixed = external_restorers([f"x={url}#/nonblind?arg.kind=given,arg.strength=7"], ["motion"])["motion"]["x"]
+    assert fixed.restore_outcomes([face()])[0].ok and ("nonblind", "given", 7) in gradio_app[1]
     with pytest.raises(ValueError, match="cannot connect.*is the app running"):
         external_restorers([f"x=http://127.0.0.1:{free_port()}/#/predict?retries=0"], ["gaussian"])
 

@@ -215,7 +215,7 @@ def test_compare_explains_bad_input(photo_files, tmp_path, capsys):
 
 
 def test_calibration_with_identities_uses_only_different_people():
-    from audit.metrics import calibrate_threshold, min_impostor_pairs
+    from audit.stats import calibrate_threshold, min_impostor_pairs
 
     rng = np.random.default_rng(0)
     people = rng.normal(size=(30, 8))

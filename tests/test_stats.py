@@ -8,12 +8,13 @@ Holm/Bonferroni agree to floating-point rounding.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 
-from audit.metrics import adjust_pvalues, bootstrap_ci, group_metrics, permutation_pvalue, wilson_interval
+from audit.stats import adjust_pvalues, bootstrap_ci, group_metrics, permutation_pvalue, wilson_interval
 
 NAN = math.nan
 TOL = {"rel": 1e-12, "abs": 1e-15}
@@ -105,3 +106,24 @@ def test_group_metrics_match():
         assert values[0] == expected[0] and values[1:3] == expected[1:3]
         np.testing.assert_allclose(np.array(values[3:], float), np.array(expected[3:], float), rtol=1e-12,
                                    atol=1e-15, err_msg=f"group {expected[0]}")
+
+
+def test_tiny_groups_get_the_exact_permutation_pvalue():
+    """Where every split can be enumerated within n_perm, scipy enumerates them (the hand-written test sampled
+    10 000 random splits instead, so its value differed from this one by Monte-Carlo error only)."""
+    a, b = sample(3, 1), sample(5, 2) + 0.4
+    pooled, observed = np.concatenate([a, b]), abs(a.mean() - b.mean())
+    splits = list(itertools.combinations(range(8), 3))  # 56 splits
+    extreme = sum(abs(pooled[list(s)].mean() - np.delete(pooled, s).mean()) >= observed - 1e-12 for s in splits)
+    assert permutation_pvalue(a, b, n_perm=10_000, seed=0) == pytest.approx(extreme / len(splits), rel=1e-12)
+    assert permutation_pvalue(a, b, n_perm=10_000, seed=0) == permutation_pvalue(a, b, n_perm=10_000, seed=9)
+
+
+@pytest.mark.parametrize("n_rest", [1, 6])
+def test_a_single_value_gets_the_exact_permutation_pvalue(n_rest):
+    one, rest = sample(1, 3), sample(n_rest, 4)
+    pooled = np.concatenate([one, rest])
+    observed = abs(one[0] - rest.mean())
+    extreme = sum(abs(pooled[j] - np.delete(pooled, j).mean()) >= observed - 1e-12 for j in range(pooled.size))
+    assert permutation_pvalue(one, rest) == pytest.approx(extreme / pooled.size, rel=1e-12)
+    assert permutation_pvalue(rest, one) == permutation_pvalue(one, rest)

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from audit.data.labelled import iter_images
+from audit.data.loaders import load_dataset
 from deblur.data import builtin_faces
 from deblur.io import ImageError
-from deblur.loaders import iter_images, load_dataset
 
 __all__ = ["FaceItem", "face_items", "face_source"]
 

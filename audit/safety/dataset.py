@@ -14,14 +14,14 @@ import pandas as pd
 
 from audit.engine import Gallery, prepare_face
 from audit.groups import PREDICTED_ATTRIBUTES
-from audit.metrics import group_metrics
 from audit.safety.figures import group_figures
 from audit.safety.obscure import NOISE_SIGMA
 from audit.safety.sweep import LOWER_BOUND_NOTE, SLOW_RESTORERS, resolve_grid, sweep_face
+from audit.stats import group_metrics
 from deblur.degrade import DEGRADATIONS
 from deblur.embed import Embedder, get_embedder
 
-__all__ = ["DatasetSafety", "sweep_dataset"]
+__all__ = ["DatasetSafety", "group_table", "sweep_dataset"]
 
 
 @dataclass
@@ -133,7 +133,7 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
             progress(k + 1, len(with_face))
     per_face_df = pd.DataFrame(per_face)
     rows = pd.concat(long, ignore_index=True) if long else pd.DataFrame()
-    groups = _group_table(per_face_df, list(grid), group_columns, n_boot, seed, min_group_n)
+    groups = group_table(per_face_df, list(grid), group_columns, n_boot, seed, min_group_n)
     thr = base.threshold if base is not None else None
     settings = {"embedder": embedder.name, "threshold": thr.distance if thr else _sweep_threshold(long),
                 "threshold_source": thr.source if thr else "published (single face: no gallery)",
@@ -146,8 +146,9 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
     return DatasetSafety(per_face_df, rows, groups, group_columns, settings)
 
 
-def _group_table(per_face: pd.DataFrame, kinds: Sequence[str], group_columns: Mapping[str, str], n_boot: int,
-                 seed: int, min_n: int) -> pd.DataFrame:
+def group_table(per_face: pd.DataFrame, kinds: Sequence[str], group_columns: Mapping[str, str], n_boot: int,
+                seed: int, min_n: int) -> pd.DataFrame:
+    """Per kind × attribute × group statistics of the safe strengths in ``per_face`` (:attr:`DatasetSafety.groups`)."""
     out = []
     if per_face.empty:
         return pd.DataFrame()

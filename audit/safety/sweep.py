@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from audit.engine import Gallery, resolve_restorers
-from audit.metrics import Threshold
 from audit.safety.gallery import with_query
 from audit.safety.obscure import KINDS, NOISE_SIGMA, check_kind, obscure
+from audit.stats import Threshold
 from deblur.degrade import DEGRADATIONS, STRENGTHS, _check_strength, as_image, quantize, to_uint8
 from deblur.embed import PUBLISHED_THRESHOLDS, Embedder, get_embedder, l2_distance
 from deblur.faces import haar_has_face
