@@ -23,6 +23,7 @@ import pandas as pd
 
 from deblur import degrade as D
 from deblur.degrade import to_uint8
+from deblur.embed import PUBLISHED_THRESHOLDS
 from deblur.faces import FaceCrop, NoFaceError, crop_face, face_crop
 from deblur.io import ImageError, load_image
 
@@ -37,7 +38,7 @@ WEIGHTS_MANIFEST = Path(__file__).resolve().parent.parent / "weights" / "manifes
 CAPTION = "AI reconstruction — may invent detail; not the real face"
 # dlib's own same-person threshold, calibrated on real photos (LFW). On generated faces it is too lenient
 # (see ASSETS.md), so the app calls it a rough guide, and the audit calibrates its own.
-IDENTITY_THRESHOLD = 0.6
+IDENTITY_THRESHOLD = PUBLISHED_THRESHOLDS["dlib"].distance  # dlib's published same-person L2
 EMBEDDER = "dlib"
 
 
