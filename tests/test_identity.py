@@ -268,3 +268,18 @@ def test_audit_identity_column_reports_fnmr_and_thin_calibration(tmp_path, small
     groups = (out / "groups.csv").read_text()
     assert "person" not in groups.splitlines()[0]  # the identity is never a group
     assert "published threshold used instead" in groups
+
+
+def test_playground_calls_restorer_garbage_a_different_person(tmp_path):
+    """Round one's table read the zebra stripes of a wrong-strength deconvolution as "still the same person
+    as your input (0.48 < 0.6)". A real photo blurred at σ≈1.7 (crop pixels), restored as if σ were 4."""
+    from deblur import playground
+
+    crop = face_crop(skdata.astronaut()).image
+    path = tmp_path / "blurred.png"
+    Image.fromarray((quantize(degrade(crop, "gaussian", 1.7)) * 255).round().astype(np.uint8)).save(path)
+    result = playground.run_playground(str(path), "face", "degraded", "gaussian", 4.0)
+    table = result.table.set_index("restorer")
+    labels = {name: r.label for name, r in playground.restorers("gaussian").items()}
+    assert "different person" in table.loc[labels["wiener"], "reading"]
+    assert "same person" in table.loc[labels["none"], "reading"]
