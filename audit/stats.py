@@ -342,7 +342,7 @@ def calibrate_threshold(embeddings: np.ndarray, fmr: float = 0.01, seed: int = 0
         t = float(np.quantile(d, fmr, method="lower"))
         source = f"calibrated at FMR {fmr:g} on {d.size} impostor pairs of this data"
         if note:
-            note += "; the thin calibration was used anyway (no published threshold for this embedder)"
+            note += "; the thin calibration was used anyway (no published threshold to fall back on)"
     elif fallback is not None:
         t, source = float(fallback[0]), f"published threshold used instead: {fallback[1]}"
         note += f"; used {t:g} instead ({fallback[1]})"

@@ -177,7 +177,10 @@ def test_pixelate_noise_is_seeded(face):
 
 
 def test_png_has_no_metadata_and_matches(blur_sweep):
-    data = blur_sweep.png("pixelate")
+    # the kind with a safe strength in this small gallery (with the round-two crop geometry, identity survives
+    # pixel blocks of 16 for this face: rank-1 among 25 faces after the U-Net)
+    kind = next(k for k, rec in blur_sweep.recommendations.items() if rec.strength is not None)
+    data = blur_sweep.png(kind)
     assert data is not None
     chunks = png_chunks(data)
     assert set(chunks) <= {"IHDR", "IDAT", "IEND"}, chunks
@@ -186,7 +189,7 @@ def test_png_has_no_metadata_and_matches(blur_sweep):
     with Image.open(io.BytesIO(data)) as im:
         assert not im.info.get("exif") and not im.getexif()
         decoded = np.asarray(im.convert("RGB"), np.float32) / 255.0
-    assert np.array_equal(decoded, blur_sweep.obscured("pixelate"))
+    assert np.array_equal(decoded, blur_sweep.obscured(kind))
 
 
 def test_tidy_table_and_figure(blur_sweep):
@@ -238,8 +241,11 @@ def test_without_a_gallery_a_real_photo_is_judged_by_the_threshold_alone(embedde
     from deblur.faces import face_crop
 
     crop = face_crop(skdata.astronaut()).image
+    from deblur.restore import restorers_for
+
+    none = {"pixelate": {"none": restorers_for("pixelate")["none"]}}
     res = safety.sweep_face(crop, embedder=embedder, degradations=["pixelate"], strengths={"pixelate": (1, 16)},
-                            restorers={"pixelate": {}}, require_face=False)
+                            restorers=none, require_face=False)
     assert not res.settings["rank1_measured"] and "threshold alone" in res.settings["gallery"]
     assert res.threshold.distance == 0.6 and "published" in res.threshold.source
     assert not res.table["rank1"].any()
