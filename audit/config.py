@@ -15,10 +15,9 @@ from audit.groups import PREDICTED_ATTRIBUTES
 from deblur.degrade import DEGRADATIONS, degrade
 from deblur.external import parse_external
 from deblur.external.spec import DEFAULT_CONCURRENCY
+from deblur.strengths import AUDIT_GRID
 
-__all__ = ["DEFAULT_DEGRADATIONS", "ROW_FIELDS", "AuditConfig"]
-
-DEFAULT_DEGRADATIONS: dict[str, tuple[float, ...]] = {"gaussian": (2, 4, 6), "pixelate": (4, 8), "motion": (9, 15)}
+__all__ = ["ROW_FIELDS", "AuditConfig"]
 
 # Columns of per_image.csv, in order; group columns are appended per run.
 ROW_FIELDS = (
@@ -65,7 +64,7 @@ class AuditConfig:
     labels: str | None = None
     format: str | None = None
     models: Sequence[str] | None = None
-    degradations: Mapping[str, Sequence[float]] = field(default_factory=lambda: dict(DEFAULT_DEGRADATIONS))
+    degradations: Mapping[str, Sequence[float]] = field(default_factory=lambda: dict(AUDIT_GRID))
     embedder: str = "dlib"
     out: str = "results/audit"
     n: int = 200

@@ -28,21 +28,21 @@ import cv2
 import numpy as np
 
 from audit import report
-from audit.config import DEFAULT_DEGRADATIONS, ROW_FIELDS, AuditConfig
+from audit.config import ROW_FIELDS, AuditConfig
 from audit.data import face_source
 from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
 from audit.stats import Threshold, calibrate_threshold
 from deblur.degrade import as_image, degrade, quantize
 from deblur.embed import PUBLISHED_THRESHOLDS, Embedder, centred_cosine, get_embedder, l2_distance
 from deblur.external import close_restorers, external_restorers, parse_external, restore_outcomes
-from deblur.faces import haar_has_face
+from deblur.faces import CROP_SIZE, haar_has_face
 from deblur.metrics import psnr, ssim
 
-# AuditConfig, DEFAULT_DEGRADATIONS and ROW_FIELDS live in audit.config; re-exported for existing callers.
-__all__ = ["DEFAULT_DEGRADATIONS", "ROW_FIELDS", "AuditConfig", "AuditResult", "CleanFace", "Gallery", "audit_image",
+# AuditConfig and ROW_FIELDS live in audit.config; re-exported for existing callers.
+__all__ = ["ROW_FIELDS", "AuditConfig", "AuditResult", "CleanFace", "Gallery", "audit_image",
            "count_statuses", "prepare_face", "resolve_restorers", "run_audit"]
 
-CROP_SIZE = 128
+
 @dataclass
 class Gallery:
     """Clean embeddings of every audited face: the reference for matching and re-identification.

@@ -59,7 +59,7 @@ __all__ = ["CROP_SIZE", "DETECTORS", "FACE_RECT", "LANDMARKS_5", "Face", "FaceCr
            "detect_faces", "dlib_models", "face_crop", "face_rect", "haar_has_face", "landmarks_5", "paste_face"]
 
 DETECTORS = ("mtcnn", "haar")
-CROP_SIZE = 128
+CROP_SIZE = 128  # side of the aligned face crop the app, the audit and the safety sweep work on
 
 # dlib's five landmarks (right eye outer/inner, left eye outer/inner, nose base) and dlib's face rectangle
 # (x0, y0, x1, y1) in a 128-px crop: see the module docstring.

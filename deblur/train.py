@@ -32,11 +32,11 @@ from deblur import degrade, texture
 from deblur.data import builtin_faces
 from deblur.models import PatchDiscriminator, build_model, count_params
 from deblur.restore import assemble_input, pick_device
+from deblur.strengths import EVAL_GRID
 
 __all__ = ["TrainConfig", "checkerboard_energy", "checkerboard_report", "evaluate", "make_pairs",
            "psnr", "train"]
 
-EVAL_STRENGTHS = {"gaussian": (2.0, 4.0, 6.0), "pixelate": (4.0, 8.0, 12.0), "motion": (9.0, 15.0, 21.0)}
 
 
 @dataclass
@@ -124,7 +124,7 @@ def make_pairs(images: np.ndarray, kind: str, strengths: tuple[float, float], rn
         strengths: ``(low, high)``; ignored when ``fixed`` is given.
         rng: the only source of randomness.
         pairs_per_face: degraded versions per face.
-        with_classical: also compute :func:`deblur.classical.classical_estimate`.
+        with_classical: also compute :func:`deblur.restore.classical.classical_estimate`.
         fixed: use this strength for every image.
         artifacts: optional ``(img, rng) -> img`` applied after the degradation, before 8-bit rounding.
 
@@ -133,7 +133,7 @@ def make_pairs(images: np.ndarray, kind: str, strengths: tuple[float, float], rn
         ``strength`` float32.
     """
     if with_classical:
-        from deblur.classical import classical_estimate
+        from deblur.restore.classical import classical_estimate
     idx = np.repeat(np.arange(len(images)), pairs_per_face)
     degraded = np.empty((len(idx),) + images.shape[1:], np.uint8)
     classical = np.empty(degraded.shape, np.float16) if with_classical else None
@@ -177,16 +177,16 @@ def evaluate(restore_fn, kind: str, clean: np.ndarray, strengths=None, with_clas
         restore_fn: ``(degraded N x H x W x 3 float, strength) -> restored`` or None (baselines only).
         kind: degradation.
         clean: ``N x H x W x 3`` uint8 held-out faces.
-        strengths: strengths to test (default :data:`EVAL_STRENGTHS`).
+        strengths: strengths to test (default :data:`deblur.strengths.EVAL_GRID`).
 
     Returns:
         ``{"by_strength": {"4": {"degraded": {"psnr", "ssim"}, "classical": ..., "model": ...}}, "mean": ...}``.
     """
     from skimage.metrics import structural_similarity
 
-    from deblur.classical import classical_estimate
+    from deblur.restore.classical import classical_estimate
 
-    strengths = strengths or EVAL_STRENGTHS[kind]
+    strengths = strengths or EVAL_GRID[kind]
     faces = clean.astype(np.float32) / 255
     by: dict = {}
     for s in strengths:
@@ -272,8 +272,8 @@ def checkerboard_report(outputs: np.ndarray, targets: np.ndarray, inputs: np.nda
 
 def _model_fn(model, kind, device, batch=16):
     """Wrap a model as ``(degraded batch, strength) -> restored`` for :func:`evaluate`."""
-    from deblur.classical import classical_estimate
-    from deblur.restore import _pad_to_multiple
+    from deblur.restore.classical import classical_estimate
+    from deblur.restore.learned import _pad_to_multiple
 
     def fn(deg: np.ndarray, s: float) -> np.ndarray:
         out = []
@@ -422,8 +422,8 @@ LABELS = {
 }
 SUMMARIES = {
     "resunet": "Our residual U-Net (PixelShuffle upsampling). It is told the strength and refines the classical "
-               "non-blind estimate (`deblur.classical.classical_estimate`), so a zero correction reproduces the "
-               "classical baseline. One model covers the whole strength range it was trained on.",
+               "non-blind estimate (`deblur.restore.classical.classical_estimate`), so a zero correction reproduces "
+               "the classical baseline. One model covers the whole strength range it was trained on.",
     "seed_ae": "Reproduction of the reference study's Gaussian-blur autoencoder: exactly 29,507 parameters, two "
                "32-kernel convolutions with max-pooling in the encoder, two with upsampling in the decoder, a "
                "sigmoid output. Blind (not told σ). Kept to show what the study's model does, not because it is good.",
@@ -437,6 +437,59 @@ SUMMARIES = {
 
 NOT_OFFERED = ("NO: it does not beat the degraded input on average (kept to reproduce the study; "
                "`restorers_for(..., include_unoffered=True)` lists it)")
+
+
+def _real_section(entry: dict) -> list[str]:
+    """Card lines: PSNR on the held-out real photographs next to the classical baseline (see :func:`_real_metrics`)."""
+    real = entry["metrics"].get("real")
+    if not real:
+        return []
+    lines = ["", "## Real photographs (held-out; generated-face numbers above)", "",
+             "`deblur.texture.real_split`: `real-faces` = 8 aligned crops (several margins) of the only two real "
+             "faces we have offline (scikit-image's astronaut, matplotlib's grace_hopper); `real-photos` = 16 tiles "
+             "of two natural photographs (coffee, rocket). None of them was used for training. Degraded and rounded "
+             "to 8 bits like the test faces.", "",
+             "| images | strength | degraded PSNR | classical PSNR | this model PSNR | Δ vs classical |",
+             "|---|---|---|---|---|---|"]
+    for split, res in real.items():
+        for st, r in res["by_strength"].items():
+            m, c = r["model"]["psnr"], r["classical"]["psnr"]
+            lines.append(f"| {split} ({res['test_faces']}) | {st} | {r['degraded']['psnr']:.2f} | {c:.2f} | "
+                         f"{m:.2f} | {m - c:+.2f} |")
+    return lines + ["", f"Offer rule: {entry.get('offer_reason', '')}"]
+
+
+def _real_metrics(ckpt: dict) -> dict:
+    """:func:`evaluate` of a checkpoint on each held-out real split (real faces, natural photo tiles)."""
+    model = build_model(ckpt["model_name"], **ckpt["model_args"])
+    model.load_state_dict(ckpt["state_dict"])
+    fn = _model_fn(model, ckpt["degradation"], torch.device("cpu"))
+    return {split: evaluate(fn, ckpt["degradation"], np.stack([degrade.to_uint8(v) for v in
+                                                               texture.real_split(split).values()]))
+            for split in ("real-faces", "real-photos")}
+
+
+def _offer(entry: dict) -> tuple[bool, str]:
+    """Offer a model if it beats the degraded input on average and, when told the strength, is at least its
+    classical baseline on every real split at the middle tested strength."""
+    mean = entry["metrics"]["test"]["mean"]
+    if mean["model"]["psnr"] <= mean["degraded"]["psnr"]:
+        return False, "not offered: it does not beat the degraded input on average (generated faces)"
+    if not entry["uses_strength"] or "real" not in entry["metrics"]:
+        return True, ("offered: beats the degraded input; blind, so the non-blind classical baseline is not its "
+                      "like-for-like comparison")
+    worse = []
+    for split, res in entry["metrics"]["real"].items():
+        keys = list(res["by_strength"])
+        mid = keys[len(keys) // 2]
+        r = res["by_strength"][mid]
+        if r["model"]["psnr"] < r["classical"]["psnr"]:
+            worse.append(f"{split} at {mid} ({r['model']['psnr'] - r['classical']['psnr']:+.2f} dB)")
+    if worse:
+        return False, ("not offered: below its classical baseline on real photographs at mid strength: "
+                       + ", ".join(worse))
+    return True, ("offered: beats the degraded input, and at least its classical baseline on every real split at mid "
+                  "strength")
 
 
 def _verdict(test: dict) -> list[str]:
@@ -515,10 +568,13 @@ def write_card(name: str, entry: dict, cards_dir: str | Path = "weights/cards") 
         f"- degradation: {entry['degradation']}, trained on strengths {lo:g}–{hi:g} px "
         f"({'told the strength' if entry['uses_strength'] else 'blind: not told the strength'})",
         f"- training: {entry['train_seconds'] / 60:.1f} min on {entry['device']} ({entry['steps']} steps of "
-        f"{entry['train_config']['batch']} patches of {entry['train_config']['patch']} px); shared 2-core CPU, "
-        "so the same budget on a quiet machine or a GPU would go further",
+        f"{entry['train_config']['batch']} patches of {entry['train_config']['patch']} px)"
+        + ("; shared 2-core CPU, so the same budget on a quiet machine or a GPU would go further"
+           if entry["device"].startswith("cpu") else ""),
         f"- retrain: `python -m deblur.train {entry['retrain']}`",
-        f"- offered by `restorers_for` (the app/audit): {'yes' if entry['offer'] else NOT_OFFERED}",
+        f"- offered by `restorers_for` (the app/audit): {'yes' if entry['offer'] else 'NO'} — "
+        f"{entry.get('offer_reason', NOT_OFFERED)} (unoffered models stay for reproduction: "
+        "`restorers_for(..., include_unoffered=True)` lists them)",
         "",
         "## Training data and its limits", "",
         f"{entry['data']['train_faces']} faces of the built-in set (`deblur.data.builtin_faces("
@@ -528,10 +584,18 @@ def write_card(name: str, entry: dict, cards_dir: str | Path = "weights/cards") 
         "cascade finds a face. Degraded on the full 128² face, rounded to 8 bits, then random patches are cut. "
         "These faces are smooth, centred, frontal and evenly lit; they carry no real identities and no "
         "demographic labels. Real photos (noise, JPEG, other blur kernels, sharp 128-px detail, "
-        "non-frontal poses) are out of distribution.", "",
+        "non-frontal poses) are out of distribution"
+        + (f"; to bring real texture in, {entry['data']['texture_patches']} random crops of scikit-image's natural "
+           "photographs (`deblur.texture.texture_patches`: scale ×0.5–1.5, flips, 90° rotations, colour jitter) "
+           f"joined the training set, and inputs were JPEG re-encoded (quality 50–95) with probability "
+           f"{entry['data'].get('jpeg_p', 0):g} and given sensor noise with probability "
+           f"{entry['data'].get('noise_p', 0):g} after the degradation." if entry["data"].get("texture_patches")
+           else ".")
+        + (f" Faces: {entry['data']['subset']}." if entry["data"].get("subset") else ""), "",
         f"## Held-out metrics ({test['test_faces']} test-split faces, degraded and rounded to 8 bits)", "",
-        "Classical baseline = `deblur.classical.classical_estimate` (non-blind: Wiener with an identity regulariser "
-        "for blur, bicubic of the block grid for pixelation).", "", *rows, "", *_verdict(test), *extra, "",
+        "Classical baseline = `deblur.restore.classical.classical_estimate` (non-blind: Wiener with an identity "
+        "regulariser for blur, bicubic of the block grid for pixelation).", "", *rows, "", *_verdict(test),
+        *_real_section(entry), *extra, "",
         "## Intended use", "",
         "Research and teaching: showing what face 'deblurring' models do to degraded faces, and auditing how much "
         "identity they restore or distort (facedrift's audit and playground).", "",
@@ -605,9 +669,10 @@ def ship(weights_dir: str | Path = "weights") -> dict:
         }
         if ckpt["model_name"] == "motion_gan":
             entry["metrics"]["checkerboard"] = _checkerboard_trained_and_init(ckpt)
-        mean = entry["metrics"]["test"]["mean"]
-        # the app offers a model only if it improves on doing nothing; the others stay for reproduction
-        entry["offer"] = mean["model"]["psnr"] > mean["degraded"]["psnr"]
+        entry["metrics"]["real"] = _real_metrics(ckpt)
+        # the app offers a model only if it improves on doing nothing (and, when non-blind, holds up on real
+        # photographs); the others stay for reproduction
+        entry["offer"], entry["offer_reason"] = _offer(entry)
         models[name] = entry
         write_card(name, entry, weights_dir / "cards")
     manifest = {"version": 1, "note": "written by `python -m deblur.train --ship`; metrics are on the held-out test "
@@ -621,7 +686,7 @@ def results_table(models: dict) -> str:
     """Markdown table of every shipped model's held-out PSNR/SSIM next to the degraded input and classical."""
     lines = ["# Shipped models on the held-out test split", "",
              "Mean over the test faces of `builtin_faces(4000, seed=0)`, degraded and rounded to 8 bits. Classical = "
-             "`deblur.classical.classical_estimate` (non-blind). Δ = model minus baseline, in dB. Written by "
+             "`deblur.restore.classical.classical_estimate` (non-blind). Δ = model minus baseline, in dB. Written by "
              "`python -m deblur.train --ship`.", "",
              "| model | degradation | strength | degraded PSNR | classical PSNR | model PSNR | Δ vs degraded | "
              "Δ vs classical | model SSIM | train min |", "|---|---|---|---|---|---|---|---|---|---|"]

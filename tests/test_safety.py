@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from audit import safety
+from deblur import degrade
 from deblur.io import load_image
 
 FACE = Path(__file__).resolve().parent.parent / "examples" / "generated-1.png"  # seed 2024: not in the gallery
@@ -152,9 +153,9 @@ def test_bad_inputs_raise(face, gallery, embedder, kwargs, match):
 
 def test_bad_obscuring_inputs(face):
     with pytest.raises(TypeError, match="Generator"):
-        safety.pixelate_noise(face, 8, rng=0)
+        degrade.pixelate_noise(face, 8, rng=0)
     with pytest.raises(ValueError, match="fill colour"):
-        safety.solid_fill(face, "pink")
+        degrade.solid_fill(face, "pink")
     with pytest.raises(ValueError, match="margin"):
         safety.recommend(pd.DataFrame(), margin=float("nan"))
 

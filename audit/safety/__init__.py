@@ -42,9 +42,8 @@ from audit.safety.gallery import (
                                   gallery_from_folder,
                                   with_query,
 )
-from audit.safety.obscure import KINDS, NOISE_SIGMA, NONINVERTIBLE, check_kind, obscure, pixelate_noise, solid_fill
+from audit.safety.obscure import KINDS, NONINVERTIBLE, check_kind, obscure
 from audit.safety.sweep import (
-                                  DEFAULT_STRENGTHS,
                                   LOWER_BOUND_NOTE,
                                   SLOW_RESTORERS,
                                   STRENGTH_LABELS,
@@ -56,8 +55,8 @@ from audit.safety.sweep import (
                                   sweep_face,
 )
 
-__all__ = ["DEFAULT_STRENGTHS", "DUPLICATE_DISTANCE", "KINDS", "LOWER_BOUND_NOTE", "NOISE_SIGMA", "NONINVERTIBLE",
+__all__ = ["DUPLICATE_DISTANCE", "KINDS", "LOWER_BOUND_NOTE", "NONINVERTIBLE",
            "SLOW_RESTORERS", "STRENGTH_LABELS", "DatasetSafety", "Recommendation", "SweepResult", "builtin_gallery",
            "gallery_from_folder",
            "check_kind", "default_restorers", "figure", "gallery_from_faces", "group_figures", "obscure",
-           "pixelate_noise", "recommend", "resolve_grid", "solid_fill", "sweep_dataset", "sweep_face", "with_query"]
+           "recommend", "resolve_grid", "sweep_dataset", "sweep_face", "with_query"]

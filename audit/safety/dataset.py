@@ -15,10 +15,9 @@ import pandas as pd
 from audit.engine import Gallery, prepare_face
 from audit.groups import PREDICTED_ATTRIBUTES
 from audit.safety.figures import group_figures
-from audit.safety.obscure import NOISE_SIGMA
 from audit.safety.sweep import LOWER_BOUND_NOTE, SLOW_RESTORERS, resolve_grid, sweep_face
 from audit.stats import group_metrics
-from deblur.degrade import DEGRADATIONS
+from deblur.degrade import DEGRADATIONS, NOISE_SIGMA
 from deblur.embed import Embedder, get_embedder
 
 __all__ = ["DatasetSafety", "group_table", "sweep_dataset"]

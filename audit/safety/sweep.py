@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import time
@@ -12,30 +11,21 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from audit.engine import Gallery, resolve_restorers
+from audit.engine import Gallery
 from audit.safety.gallery import with_query
-from audit.safety.obscure import KINDS, NOISE_SIGMA, check_kind, obscure
+from audit.safety.obscure import KINDS, check_kind, obscure
 from audit.stats import Threshold
-from deblur.degrade import DEGRADATIONS, STRENGTHS, _check_strength, as_image, quantize, to_uint8
+from deblur.degrade import DEGRADATIONS, NOISE_SIGMA, as_image, quantize, to_uint8
 from deblur.embed import PUBLISHED_THRESHOLDS, Embedder, get_embedder, l2_distance
 from deblur.faces import haar_has_face
 from deblur.io import encode_png
+from deblur.restore import restorers_for
+from deblur.strengths import SAFETY_GRID, STRENGTHS, check_strength
 
-__all__ = ["DEFAULT_STRENGTHS", "LOWER_BOUND_NOTE", "SLOW_RESTORERS", "STRENGTH_LABELS", "Recommendation",
+__all__ = ["LOWER_BOUND_NOTE", "SLOW_RESTORERS", "STRENGTH_LABELS", "Recommendation",
            "SweepResult", "default_restorers", "recommend", "resolve_grid", "sweep_face"]
 
 
-# 7-9 strengths per degradation keep a one-face sweep near 55 dlib embeddings (~80 ms CPU each). They go
-# beyond STRENGTHS.high where the attacker with the true kernel still wins there: Wiener undid σ=8 on some
-# faces and every motion length up to 63 px on ours. σ > 12 is left out: the 2-D Gaussian kernel of
-# deblur.degrade costs ~0.3 s per image at σ=12 and grows with σ².
-DEFAULT_STRENGTHS: dict[str, tuple[float, ...]] = {
-    "gaussian": (0, 1, 2, 3, 4, 6, 8, 10, 12),
-    "pixelate": (1, 2, 4, 6, 8, 10, 12, 16),
-    "motion": (1, 9, 15, 21, 31, 45, 63),
-    "fill": (1,),
-    "pixelate_noise": (4, 8, 12),
-}
 # Richardson–Lucy costs ~110 ms per image on top of its embedding and restored less identity than Wiener on
 # our faces; the interactive sweep skips it (``thorough=True`` / ``--thorough`` puts it back).
 SLOW_RESTORERS = ("richardson-lucy",)
@@ -56,22 +46,16 @@ def _check_strengths(kind: str, strengths: Sequence[float]) -> tuple[float, ...]
     values = list(strengths) if strengths is not None else []
     if not values:
         raise ValueError(f"the strength list of {kind!r} is empty; give at least one strength "
-                         f"(e.g. {DEFAULT_STRENGTHS[kind]})")
+                         f"(e.g. {SAFETY_GRID[kind]})")
     if kind == "fill":
         return (1.0,)
     base = "pixelate" if kind == "pixelate_noise" else kind
-    return tuple(sorted({_check_strength(base, s) for s in values}))
+    return tuple(sorted({check_strength(base, s) for s in values}))
 
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Restorers
-
-
-@functools.lru_cache(maxsize=8)
-def _available_restorers(kind: str) -> dict:
-    """Every restorer for a degradation (learned from the manifest, classical, ``none``), built once."""
-    return resolve_restorers(None, [kind])[kind]
 
 
 def default_restorers(kinds: Sequence[str], thorough: bool = False
@@ -88,7 +72,7 @@ def default_restorers(kinds: Sequence[str], thorough: bool = False
         if kind == "fill":
             found = {}
             for base in DEGRADATIONS:
-                for name, r in _available_restorers(base).items():
+                for name, r in restorers_for(base).items():
                     if name in exclude:
                         continue
                     key = "none" if name == "none" else f"{name} ({base})"
@@ -96,7 +80,7 @@ def default_restorers(kinds: Sequence[str], thorough: bool = False
             out[kind] = found
         else:
             base = "pixelate" if kind == "pixelate_noise" else kind
-            out[kind] = {n: (r, None) for n, r in _available_restorers(base).items() if n not in exclude}
+            out[kind] = {n: (r, None) for n, r in restorers_for(base).items() if n not in exclude}
     return out
 
 
@@ -286,7 +270,7 @@ def resolve_grid(degradations: Sequence[str], strengths: Mapping[str, Sequence[f
     unknown = [k for k in strengths if k not in kinds]
     if unknown:
         raise ValueError(f"strengths given for {unknown}, which are not among the degradations {kinds}")
-    return {k: _check_strengths(k, strengths.get(k, DEFAULT_STRENGTHS[k])) for k in kinds}
+    return {k: _check_strengths(k, strengths.get(k, SAFETY_GRID[k])) for k in kinds}
 
 
 def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedder: Embedder | None = None,
@@ -307,7 +291,7 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
             says why.
         embedder: identity judge (default: dlib).
         degradations: kinds to sweep, from :data:`KINDS`.
-        strengths: kind → strengths (default :data:`DEFAULT_STRENGTHS`), pixels of the crop.
+        strengths: kind → strengths (default :data:`deblur.strengths.SAFETY_GRID`), pixels of the crop.
         restorers: kind → {name → restorer}; default :func:`default_restorers` (every learned and classical
             restorer; Richardson–Lucy only with ``thorough``). Non-blind restorers are told the true strength.
         margin: distance margin above the threshold (>= 0).

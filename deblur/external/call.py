@@ -364,10 +364,10 @@ class Runner:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
-        """Stop the thread pool and remove the caller's temporary folder."""
+        """Stop the thread pool and drop the connection (its temporary folder goes); a later call reconnects."""
         with self._lock:
             pool, self._pool = self._pool, None
-            caller = self._caller
+            caller, self._caller = self._caller, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
         if caller is not None:
