@@ -60,6 +60,7 @@ __all__ = ["CROP_SIZE", "DETECTORS", "FACE_RECT", "LANDMARKS_5", "Face", "FaceCr
 
 DETECTORS = ("mtcnn", "haar")
 CROP_SIZE = 128  # side of the aligned face crop the app, the audit and the safety sweep work on
+MIN_FACE_PX = 20  # smallest face side the detectors look for
 
 # dlib's five landmarks (right eye outer/inner, left eye outer/inner, nose base) and dlib's face rectangle
 # (x0, y0, x1, y1) in a 128-px crop: see the module docstring.
@@ -91,32 +92,37 @@ def face_rect(size: int = CROP_SIZE) -> tuple[float, float, float, float]:
     return tuple(v * size / CROP_SIZE for v in FACE_RECT)
 
 
+def _face_models_dir() -> Path:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("dlib's model files need the face-recognition-models package: "
+                           "pip install face-recognition-models==0.3.0 dlib-bin")
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
 @functools.lru_cache(maxsize=1)
 def dlib_models():
     """``(dlib, shape_predictor_5, face_recognition_model, hog_detector)``, loaded once per process.
 
     Raises:
-        RuntimeError: naming the missing or unreadable model file and how to fix it.
+        RuntimeError: naming the missing or damaged model file and how to fix it.
     """
     import dlib  # compiled extension; loaded only when landmarks or embeddings are asked for
 
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("dlib's model files need the face-recognition-models package: "
-                           "pip install face-recognition-models==0.3.0 dlib-bin")
-    models = Path(list(spec.submodule_search_locations)[0]) / "models"
+    models = _face_models_dir()
     files = {"shape": models / "shape_predictor_5_face_landmarks.dat",
              "resnet": models / "dlib_face_recognition_resnet_model_v1.dat"}
+    reinstall = "reinstall it: pip install --force-reinstall face-recognition-models==0.3.0"
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise RuntimeError(f"dlib model files are missing: {', '.join(missing)}; {reinstall}")
     loaded = {}
-    for key, path in files.items():
-        if not path.is_file():
-            raise RuntimeError(f"dlib model file {path} is missing; reinstall it: "
-                               "pip install --force-reinstall face-recognition-models==0.3.0")
+    for key, load in (("shape", dlib.shape_predictor), ("resnet", dlib.face_recognition_model_v1)):
         try:
-            loaded[key] = (dlib.shape_predictor if key == "shape" else dlib.face_recognition_model_v1)(str(path))
-        except RuntimeError as exc:
-            raise RuntimeError(f"dlib model file {path} is unreadable ({exc}); reinstall it: "
-                               "pip install --force-reinstall face-recognition-models==0.3.0") from exc
+            loaded[key] = load(str(files[key]))
+        except RuntimeError as exc:  # dlib's own message ("Error deserializing ...") does not name the file
+            reason = str(exc).strip().splitlines()[0][:200]
+            raise RuntimeError(f"dlib model file {files[key]} is damaged ({reason}); {reinstall}") from exc
     return dlib, loaded["shape"], loaded["resnet"], dlib.get_frontal_face_detector()
 
 
@@ -181,7 +187,8 @@ def _haar() -> cv2.CascadeClassifier:
     return cascade
 
 
-def detect_faces(img: np.ndarray, method: str = "mtcnn", min_size: int = 20, device: str = "cpu") -> list[Face]:
+def detect_faces(img: np.ndarray, method: str = "mtcnn", min_size: int = MIN_FACE_PX,
+                 device: str = "cpu") -> list[Face]:
     """Detect faces, largest first.
 
     Args:
@@ -197,6 +204,8 @@ def detect_faces(img: np.ndarray, method: str = "mtcnn", min_size: int = 20, dev
         raise ValueError(f"unknown face detector {method!r}; choose one of {DETECTORS}")
     u8 = to_uint8(img)
     faces: list[Face] = []
+    if min(u8.shape[:2]) < min_size:  # no face of min_size fits (and MTCNN's image pyramid would be empty)
+        return faces
     if method == "haar":
         gray = cv2.cvtColor(u8, cv2.COLOR_RGB2GRAY)
         for x, y, w, h in _haar().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size)):
@@ -293,9 +302,13 @@ def face_crop(img: np.ndarray, size: int = CROP_SIZE, method: str = "mtcnn") -> 
     Raises:
         NoFaceError: if no face is found.
     """
-    faces = detect_faces(img, method)
+    h, w = np.shape(img)[:2]
+    if min(h, w) < MIN_FACE_PX:
+        raise NoFaceError(f"the image is {w}×{h} pixels: too small to find a face in (faces need at least "
+                          f"{MIN_FACE_PX} pixels across); use a larger photo")
+    faces = detect_faces(img, method, min_size=MIN_FACE_PX)
     if not faces:
-        raise NoFaceError(f"no face found by the {method} detector; try a larger, frontal face or use the whole image")
+        raise NoFaceError(f"no face found by the {method} detector; try a larger, frontal, well-lit face")
     return crop_face(img, faces[0], size)
 
 

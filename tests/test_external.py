@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 from conftest import free_port
 
-from deblur.external import (
+from deblur.restore import (
     ExternalRestorer,
     RestoreFailure,
     close_restorers,
     external_restorers,
     parse_external,
     restore_outcomes,
-    to_output_image,
 )
-from deblur.external.call import Runner
+from deblur.restore.external import to_output_image
+from deblur.restore.external.call import Runner
 
 MODULE = textwrap.dedent('''
     """Restorers a user might bring: some good, some broken."""
@@ -396,7 +396,7 @@ def test_restore_batch_raises_the_failure(gradio_app):
 
 
 def test_evaluate_cli_external(user_module, tmp_path):
-    from deblur.evaluate import main
+    from deblur.train.evaluate import main
 
     out = tmp_path / "eval"
     assert main(["--out", str(out), "--n", "3", "--faces-n", "64", "--no-identity", "--strengths", "gaussian=3",

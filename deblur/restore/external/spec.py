@@ -1,6 +1,6 @@
 """External restorers: any Python callable or a running Gradio app / Hugging Face Space, audited like ours.
 
-One spec syntax everywhere (``python -m audit``, ``python -m audit.safety``, ``python -m deblur.evaluate``,
+One spec syntax everywhere (``python -m audit``, ``python -m audit.safety``, ``python -m deblur.train.evaluate``,
 the app)::
 
     NAME=module.sub:callable[?OPTIONS]            a Python callable (importable: installed or on PYTHONPATH)
