@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from deblur.degrade import as_image, to_uint8
-from deblur.faces import CROP_SIZE, dlib_models, face_rect, landmarks_5
+from deblur.faces import CROP_SIZE, DlibModelError, dlib_models, face_rect, landmarks_5
 
 __all__ = ["EMBEDDERS", "PUBLISHED_THRESHOLDS", "DlibEmbedder", "Embedder", "EmbedderUnavailable", "FacenetEmbedder",
            "PublishedThreshold", "centred_cosine", "get_embedder", "l2_distance"]
@@ -83,7 +83,7 @@ class DlibEmbedder:
             raise ValueError(f"geometry must be 'crop' or 'detect', got {geometry!r}")
         try:
             self._dlib, self._shape, self._resnet, self._detector = dlib_models()
-        except (ImportError, RuntimeError) as exc:
+        except (ImportError, DlibModelError) as exc:
             raise EmbedderUnavailable(str(exc)) from exc
         self.geometry = geometry
         self.upsample = upsample

@@ -55,7 +55,7 @@ from skimage.transform import SimilarityTransform
 
 from deblur.degrade import as_image, to_uint8
 
-__all__ = ["CROP_SIZE", "DETECTORS", "FACE_RECT", "LANDMARKS_5", "Face", "FaceCrop", "NoFaceError", "crop_face",
+__all__ = ["CROP_SIZE", "DETECTORS", "DlibModelError", "FACE_RECT", "LANDMARKS_5", "Face", "FaceCrop", "NoFaceError", "crop_face",
            "detect_faces", "dlib_models", "face_crop", "face_rect", "haar_has_face", "landmarks_5", "paste_face"]
 
 DETECTORS = ("mtcnn", "haar")
@@ -92,10 +92,14 @@ def face_rect(size: int = CROP_SIZE) -> tuple[float, float, float, float]:
     return tuple(v * size / CROP_SIZE for v in FACE_RECT)
 
 
+class DlibModelError(OSError):
+    """dlib's model files are missing or damaged (the message names the file and how to reinstall it)."""
+
+
 def _face_models_dir() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("dlib's model files need the face-recognition-models package: "
+        raise DlibModelError("dlib's model files need the face-recognition-models package: "
                            "pip install face-recognition-models==0.3.0 dlib-bin")
     return Path(list(spec.submodule_search_locations)[0]) / "models"
 
@@ -105,7 +109,7 @@ def dlib_models():
     """``(dlib, shape_predictor_5, face_recognition_model, hog_detector)``, loaded once per process.
 
     Raises:
-        RuntimeError: naming the missing or damaged model file and how to fix it.
+        DlibModelError: naming the missing or damaged model file and how to fix it.
     """
     import dlib  # compiled extension; loaded only when landmarks or embeddings are asked for
 
@@ -115,14 +119,14 @@ def dlib_models():
     reinstall = "reinstall it: pip install --force-reinstall face-recognition-models==0.3.0"
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        raise RuntimeError(f"dlib model files are missing: {', '.join(missing)}; {reinstall}")
+        raise DlibModelError(f"dlib model files are missing: {', '.join(missing)}; {reinstall}")
     loaded = {}
     for key, load in (("shape", dlib.shape_predictor), ("resnet", dlib.face_recognition_model_v1)):
         try:
             loaded[key] = load(str(files[key]))
         except RuntimeError as exc:  # dlib's own message ("Error deserializing ...") does not name the file
             reason = str(exc).strip().splitlines()[0][:200]
-            raise RuntimeError(f"dlib model file {files[key]} is damaged ({reason}); {reinstall}") from exc
+            raise DlibModelError(f"dlib model file {files[key]} is damaged ({reason}); {reinstall}") from exc
     return dlib, loaded["shape"], loaded["resnet"], dlib.get_frontal_face_detector()
 
 
