@@ -55,8 +55,9 @@ from skimage.transform import SimilarityTransform
 
 from deblur.degrade import as_image, to_uint8
 
-__all__ = ["CROP_SIZE", "DETECTORS", "DlibModelError", "FACE_RECT", "LANDMARKS_5", "Face", "FaceCrop", "NoFaceError", "crop_face",
-           "detect_faces", "dlib_models", "face_crop", "face_rect", "haar_has_face", "landmarks_5", "paste_face"]
+__all__ = ["CROP_SIZE", "DETECTORS", "FACE_RECT", "LANDMARKS_5", "DlibModelError", "Face", "FaceCrop", "NoFaceError",
+           "crop_face", "detect_faces", "dlib_models", "face_crop", "face_rect", "haar_has_face", "landmarks_5",
+           "paste_face"]
 
 DETECTORS = ("mtcnn", "haar")
 CROP_SIZE = 128  # side of the aligned face crop the app, the audit and the safety sweep work on
