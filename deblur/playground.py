@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from deblur import degrade as D
-from deblur.embed import get_embedder, l2_distance
+from deblur.embed import PUBLISHED_THRESHOLDS, get_embedder, l2_distance
 from deblur.faces import CROP_SIZE, FaceCrop, NoFaceError, crop_face, face_crop
 from deblur.metrics import psnr, ssim
 from deblur.restore import restorers_for
@@ -32,7 +32,7 @@ SOURCES = {"clean": "A clean photo: degrade it here", "degraded": "My photo is a
 WHOLE_MAX_SIDE = 512  # restorers and the embedder stay interactive on CPU at this size
 # dlib's own same-person threshold, calibrated on real photos (LFW). On generated faces it is too lenient
 # (see ASSETS.md), so the app calls it a rough guide, and the audit calibrates its own.
-IDENTITY_THRESHOLD = 0.6
+IDENTITY_THRESHOLD = PUBLISHED_THRESHOLDS["dlib"].distance  # dlib's published same-person L2
 EMBEDDER = "dlib"
 
 

@@ -21,19 +21,13 @@ from ui.common import example_photos
 from ui.errors import user_errors
 from ui.uploads import read_photo
 
-__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "attacker_gallery", "run_safety", "safety_outputs", "safety_request", "tab"]
+__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "run_safety", "safety_outputs", "safety_request", "tab"]
 
 PLOT_KINDS = tuple(k for k in safety.KINDS if k != "fill")  # fill has no strength axis: table + image only
 TABLE_COLUMNS = ["degradation", "recommended", "in your photo (px)", "first safe", "tested up to", "closest restorer",
                  "explanation"]
 KIND_LABELS = {"gaussian": "Gaussian blur", "pixelate": "Pixelation", "motion": "Motion blur",
                "fill": "Solid fill (mean colour)", "pixelate_noise": "Pixelation + noise"}
-GALLERY_SIZE = 200
-
-
-def attacker_gallery():
-    """The built-in gallery the attacker matches against (cached on disk and per process by ``builtin_gallery``)."""
-    return safety.builtin_gallery("dlib", GALLERY_SIZE)
 
 
 def _photo_scale(prepared) -> float:
@@ -55,8 +49,10 @@ def run_safety(photo: str | np.ndarray | None, margin: float = 0.0,
         gr.Error: no upload, unreadable file, no face, or a bad margin.
     """
     prepared = prepare(read_photo(photo), "face", whole_image_hint=False)  # the tab has no whole-image mode
-    result = safety.sweep_face(prepared.image, gallery=attacker_gallery(), embedder=embedder(),
-                               margin=float(margin), require_face=False, progress=progress)
+    # An upload is a real photo: a gallery of generated faces cannot judge it (it is always nearest its own
+    # original there), so the verdict is the identity model's published threshold alone.
+    result = safety.sweep_face(prepared.image, gallery=None, embedder=embedder(), margin=float(margin),
+                               require_face=False, progress=progress)
     return result, _photo_scale(prepared)
 
 
