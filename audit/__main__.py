@@ -14,10 +14,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tqdm import tqdm
+
 from audit.config import AuditConfig
 from audit.engine import run_audit
 from audit.groups import PREDICTED_ATTRIBUTES
-from deblur.external.spec import DEFAULT_CONCURRENCY
+from audit.report import rebuild
+from deblur.restore.external.spec import DEFAULT_CONCURRENCY
 from deblur.strengths import AUDIT_GRID, parse_strengths
 
 __all__ = ["build_parser", "main"]
@@ -70,8 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.rebuild_report:
-        from audit.report import rebuild
-
         for path in rebuild(args.rebuild_report):
             print(f"wrote {path}")
         return 0
@@ -93,8 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.validate()
     except ValueError as exc:
         parser.error(str(exc))  # exits with status 2 and the message
-    from tqdm import tqdm
-
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -108,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         result = run_audit(config, progress)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: unreadable data, unwritable cache or --out
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -13,8 +13,8 @@ import numpy as np
 
 from audit.groups import PREDICTED_ATTRIBUTES
 from deblur.degrade import DEGRADATIONS, degrade
-from deblur.external import parse_external
-from deblur.external.spec import DEFAULT_CONCURRENCY
+from deblur.restore.external import parse_external
+from deblur.restore.external.spec import DEFAULT_CONCURRENCY
 from deblur.strengths import AUDIT_GRID
 
 __all__ = ["ROW_FIELDS", "AuditConfig"]
@@ -52,7 +52,7 @@ class AuditConfig:
         reference: attribute → reference group (default: the largest group).
         contact_sheets: write contact sheets of the predicted skin-tone bins.
         plotlyjs: ``"inline"`` (figures.html works offline) or ``"cdn"`` (small file, needs internet to view).
-        external: external restorer specs ``NAME=SPEC`` (:mod:`deblur.external`), audited next to ours.
+        external: external restorer specs ``NAME=SPEC`` (:mod:`deblur.restore.external`), audited next to ours.
         external_concurrency: calls in flight per external restorer (a spec's ``concurrency=`` overrides it).
     """
 

@@ -33,8 +33,8 @@ from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
 from audit.stats import Threshold, calibrate_threshold
 from deblur.degrade import as_image, degrade, quantize
 from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
-from deblur.external import close_restorers, external_restorers, parse_external, restore_outcomes
-from deblur.faces import CROP_SIZE, haar_has_face
+from deblur.faces import CROP_SIZE, NoFaceError, face_crop, haar_has_face
+from deblur.restore import close_restorers, external_restorers, parse_external, restore_outcomes
 from deblur.metrics import psnr, ssim
 
 # AuditConfig and ROW_FIELDS live in audit.config; re-exported for existing callers.
@@ -121,8 +121,6 @@ def to_crop(img: np.ndarray, crop: str = "auto", size: int = CROP_SIZE) -> np.nd
             return img
         return np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_CUBIC),
                        0, 1).astype(np.float32)
-    from deblur.faces import NoFaceError, face_crop
-
     try:
         return face_crop(img, size).image
     except NoFaceError:
@@ -189,7 +187,7 @@ def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object
     Returns:
         Rows (dicts with :data:`ROW_FIELDS` plus the group columns). ``status`` is ``ok``,
         ``no_face_clean``, ``no_face_restored``, ``error:<reason>`` for a failed external call (reasons in
-        :data:`deblur.external.FAILURE_REASONS`, details in ``note``) or ``error:<Type>: <message>``; no case
+        :data:`deblur.restore.external.FAILURE_REASONS`, details in ``note``) or ``error:<Type>: <message>``; no case
         is dropped. ``note`` also says when an external output was resized back.
     """
     base = {"image_id": clean.image_id, "embedder": embedder.name,
@@ -298,7 +296,7 @@ def resolve_restorers(models: Sequence[str] | None, kinds: Sequence[str], extern
         ValueError: if a requested model name is not available for any of ``kinds`` (lists the known ones),
             or an external spec is bad, unreachable or reuses a built-in name.
     """
-    from deblur.restore import restorers_for
+    from deblur.restore import restorers_for  # imports torch (seconds): only when restorers are resolved
 
     available = {kind: restorers_for(kind) for kind in kinds}
     known = sorted({name for found in available.values() for name in found})
@@ -401,8 +399,9 @@ def _run(config: AuditConfig, restorers, progress: ProgressFn | None, start: flo
         writer.writeheader()
         for c in cleans:
             writer.writerow({"image_id": c.image_id, "has_face": c.embedding is not None, **c.groups, **c.info})
+    skipped_csv = out / "skipped.csv"
     if skipped:
-        with (out / "skipped.csv").open("w", newline="") as fh:
+        with skipped_csv.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=["id", "path", "reason"], extrasaction="ignore")
             writer.writeheader()
             writer.writerows(skipped)
@@ -414,6 +413,7 @@ def _run(config: AuditConfig, restorers, progress: ProgressFn | None, start: flo
                 "source": meta["source"], "notes": meta["notes"],
                 "label_source": {c: ("label" if c in meta["group_columns"] else "prediction") for c in group_columns}}
     files = report.write_report(out, per_image, run_info, config, cleans=cleans)
+    files += [faces_csv, *([skipped_csv] if skipped else [])]  # listed by the CLI, offered by the app
     result = AuditResult(out, per_image, out / "groups.csv", gallery.threshold, len(cleans),
                          len(cleans) - len(with_face), skipped, files, time.perf_counter() - start,
                          status_counts=count_statuses(per_image))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,8 @@ import numpy as np
 
 from deblur.faces import haar_has_face
 
-__all__ = ["SPLITS", "FaceSet", "builtin_faces", "cache_dir", "generate_faces"]
+__all__ = ["SPLITS", "CacheNotWritable", "FaceSet", "builtin_faces", "cache_dir", "generate_faces",
+           "writable_cache_dir"]
 
 SPLITS = ("train", "val", "test")
 _SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -36,8 +38,31 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FACEDRIFT_CACHE", Path.home() / ".cache" / "facedrift"))
 
 
+class CacheNotWritable(OSError):
+    """The cache folder cannot be created or written (checked before any work that would fill it)."""
+
+
+def writable_cache_dir() -> Path:
+    """:func:`cache_dir`, created if needed and checked writable *before* work whose result goes there.
+
+    Raises:
+        CacheNotWritable: naming the folder and how to choose another.
+    """
+    path = cache_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise CacheNotWritable(f"the cache folder {path} cannot be written ({reason}); set FACEDRIFT_CACHE to a "
+                               "folder you can write, e.g. FACEDRIFT_CACHE=/tmp/facedrift") from exc
+    return path
+
+
 @functools.lru_cache(maxsize=1)
 def _generator():
+    # torch and the generator are heavy (seconds) and needed only when faces are not yet in the cache
     import gan_face_generate
     import torch
     from gan_face_generate.models import Generator
@@ -61,7 +86,7 @@ def generate_faces(n: int, seed: int, size: int = 128, start: int = 0) -> np.nda
     Returns:
         ``n x size x size x 3`` uint8 array.
     """
-    import torch
+    import torch  # heavy (seconds): only when faces are generated, not read from the cache
 
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -141,6 +166,8 @@ def builtin_faces(n: int = 4000, seed: int = 0, size: int = 128, cache: bool = T
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             return FaceSet(z["images"], [str(i) for i in z["ids"]], z["split"].astype("<U5"), meta)
+    if cache:
+        writable_cache_dir()  # fail now, not after minutes of generation
     kept, ids, tried, batch = [], [], 0, 256
     while len(kept) < n:
         faces = generate_faces(batch, seed, size, start=tried)

@@ -74,11 +74,18 @@ def _dlib_models():
     models = _face_models_dir()
     files = {"shape": models / "shape_predictor_5_face_landmarks.dat",
              "resnet": models / "dlib_face_recognition_resnet_model_v1.dat"}
+    reinstall = "reinstall it: pip install --force-reinstall face-recognition-models"
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        raise EmbedderUnavailable(f"dlib model files are missing: {missing}; reinstall face-recognition-models")
-    return (dlib, dlib.shape_predictor(str(files["shape"])), dlib.face_recognition_model_v1(str(files["resnet"])),
-            dlib.get_frontal_face_detector())
+        raise EmbedderUnavailable(f"dlib model files are missing: {', '.join(missing)}; {reinstall}")
+    loaded = {}
+    for key, load in (("shape", dlib.shape_predictor), ("resnet", dlib.face_recognition_model_v1)):
+        try:
+            loaded[key] = load(str(files[key]))
+        except RuntimeError as exc:  # dlib's own message ("Error deserializing ...") does not name the file
+            reason = str(exc).strip().splitlines()[0][:200]
+            raise EmbedderUnavailable(f"dlib model file {files[key]} is damaged ({reason}); {reinstall}") from exc
+    return dlib, loaded["shape"], loaded["resnet"], dlib.get_frontal_face_detector()
 
 
 class DlibEmbedder:

@@ -26,6 +26,7 @@ __all__ = ["CROP_SIZE", "DETECTORS", "Face", "FaceCrop", "NoFaceError", "crop_fa
 
 DETECTORS = ("mtcnn", "haar")
 CROP_SIZE = 128  # side of the aligned face crop the app, the audit and the safety sweep work on
+MIN_FACE_PX = 20  # smallest face side the detectors look for
 
 # Five-point template (eyes, nose tip, mouth corners) of the common 112-px ArcFace crop, shrunk by 0.75
 # around the centre so the crop keeps forehead, chin and some hair, the framing of our training faces.
@@ -94,7 +95,8 @@ def _haar() -> cv2.CascadeClassifier:
     return cascade
 
 
-def detect_faces(img: np.ndarray, method: str = "mtcnn", min_size: int = 20, device: str = "cpu") -> list[Face]:
+def detect_faces(img: np.ndarray, method: str = "mtcnn", min_size: int = MIN_FACE_PX,
+                 device: str = "cpu") -> list[Face]:
     """Detect faces, largest first.
 
     Args:
@@ -110,6 +112,8 @@ def detect_faces(img: np.ndarray, method: str = "mtcnn", min_size: int = 20, dev
         raise ValueError(f"unknown face detector {method!r}; choose one of {DETECTORS}")
     u8 = to_uint8(img)
     faces: list[Face] = []
+    if min(u8.shape[:2]) < min_size:  # no face of min_size fits (and MTCNN's image pyramid would be empty)
+        return faces
     if method == "haar":
         gray = cv2.cvtColor(u8, cv2.COLOR_RGB2GRAY)
         for x, y, w, h in _haar().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size)):
@@ -160,9 +164,13 @@ def face_crop(img: np.ndarray, size: int = CROP_SIZE, method: str = "mtcnn") -> 
     Raises:
         NoFaceError: if no face is found.
     """
-    faces = detect_faces(img, method)
+    h, w = np.shape(img)[:2]
+    if min(h, w) < MIN_FACE_PX:
+        raise NoFaceError(f"the image is {w}×{h} pixels: too small to find a face in (faces need at least "
+                          f"{MIN_FACE_PX} pixels across); use a larger photo")
+    faces = detect_faces(img, method, min_size=MIN_FACE_PX)
     if not faces:
-        raise NoFaceError(f"no face found by the {method} detector; try a larger, frontal face or use the whole image")
+        raise NoFaceError(f"no face found by the {method} detector; try a larger, frontal, well-lit face")
     return crop_face(img, faces[0], size)
 
 

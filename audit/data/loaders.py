@@ -136,8 +136,10 @@ def load_folder(root: str | os.PathLike, labels_csv: str | os.PathLike | None = 
     """
     root_path = _root(root)
     if labels_csv is None:
-        rows = [{"id": str(p.relative_to(root_path)), "path": str(p)} for p in _image_files(root_path)]
-        return LabelledFaces(_frame(rows, []), [], root=root_path, source="folder",
+        # Same checks as rows of a CSV: a link (file or folder) that resolves outside root is a counted skip.
+        relative = [str(p.relative_to(root_path)) for p in _image_files(root_path)]
+        kept, skipped = _split_rows(root_path, [{"id": r, "path": r} for r in relative])
+        return LabelledFaces(_frame(kept, []), [], root=root_path, skipped=skips_frame(skipped), source="folder",
                              notes=["No labels CSV: all images in the folder, no groups."])
     csv_path = Path(labels_csv).expanduser()
     if not csv_path.is_absolute() and not csv_path.exists():

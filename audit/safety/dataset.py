@@ -68,7 +68,8 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
                   gallery: Gallery | None = None, degradations: Sequence[str] = DEGRADATIONS,
                   strengths: Mapping[str, Sequence[float]] | None = None, margin: float = 0.0,
                   thorough: bool = False, predict: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0,
-                  min_group_n: int = 30, progress: Callable[[int, int], None] | None = None) -> DatasetSafety:
+                  min_group_n: int = 30, progress: Callable[[int, int], None] | None = None,
+                  extra_restorers: Mapping[str, Mapping[str, object]] | None = None) -> DatasetSafety:
     """:func:`sweep_face` over many faces, then the distribution of safe strengths per group.
 
     Groups are formed exactly as the audit forms them (:func:`audit.engine.prepare_face`: dataset labels plus
@@ -88,6 +89,7 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
         seed: seed of bootstraps and the noise.
         min_group_n: groups smaller than this are flagged ``small``.
         progress: called as ``progress(done, total)`` per face.
+        extra_restorers: degradation → {name → restorer} added to ours (external restorers).
     """
     start = time.perf_counter()
     grid = resolve_grid(degradations, strengths)
@@ -106,7 +108,8 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
     per_face, long = [], []
     for k, c in enumerate(with_face):
         res = sweep_face(c.image, gallery=base, embedder=embedder, degradations=list(grid), strengths=grid,
-                         margin=margin, own_id=c.image_id, thorough=thorough, seed=seed, require_face=False)
+                         margin=margin, own_id=c.image_id, thorough=thorough, seed=seed, require_face=False,
+                         extra_restorers=extra_restorers)
         row = {"image_id": c.image_id, **{a: c.groups.get(a, "") for a in group_columns}}
         for kind, rec in res.recommendations.items():
             row[f"safe_{kind}"] = math.nan if rec.strength is None else rec.strength

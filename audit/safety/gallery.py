@@ -7,7 +7,7 @@ import functools
 import numpy as np
 
 from audit.engine import Gallery
-from deblur.data import builtin_faces, cache_dir
+from deblur.data import builtin_faces, cache_dir, writable_cache_dir
 from deblur.embed import Embedder, get_embedder
 
 __all__ = ["DUPLICATE_DISTANCE", "builtin_gallery", "gallery_from_faces", "with_query"]
@@ -44,9 +44,9 @@ def builtin_gallery(embedder_name: str = "dlib", n: int = 200, seed: int = 0, fm
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             return Gallery.build([str(i) for i in z["ids"]], list(z["embeddings"]), fmr, seed)
+    writable_cache_dir()  # fail now, not after embedding 200 faces
     faces = builtin_faces(4000, seed).subset("test")
     gallery = gallery_from_faces(faces, embedder, n, fmr, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, ids=np.array(gallery.ids), embeddings=gallery.embeddings)
     tmp.replace(path)

@@ -58,21 +58,23 @@ def _check_strengths(kind: str, strengths: Sequence[float]) -> tuple[float, ...]
 # Restorers
 
 
-def default_restorers(kinds: Sequence[str], thorough: bool = False
+def default_restorers(kinds: Sequence[str], thorough: bool = False, extra: Mapping[str, Mapping] | None = None
                       ) -> dict[str, dict[str, tuple[object, float | None]]]:
     """Restorers per obscuring kind, each with the strength it is told (``None``: told the sweep's strength).
 
     ``pixelate_noise`` gets the pixelation restorers (told the true block size); ``fill`` gets every
     restorer of every degradation, each told that degradation's default strength (there is nothing to know).
+    ``extra`` adds restorers per degradation (``{kind: {name: restorer}}``, e.g. external ones) to ours.
     """
     exclude = () if thorough else SLOW_RESTORERS
+    extra = extra or {}
     out: dict[str, dict[str, tuple[object, float | None]]] = {}
     for kind in kinds:
         check_kind(kind)
         if kind == "fill":
             found = {}
             for base in DEGRADATIONS:
-                for name, r in restorers_for(base).items():
+                for name, r in {**restorers_for(base), **extra.get(base, {})}.items():
                     if name in exclude:
                         continue
                     key = "none" if name == "none" else f"{name} ({base})"
@@ -80,7 +82,8 @@ def default_restorers(kinds: Sequence[str], thorough: bool = False
             out[kind] = found
         else:
             base = "pixelate" if kind == "pixelate_noise" else kind
-            out[kind] = {n: (r, None) for n, r in restorers_for(base).items() if n not in exclude}
+            out[kind] = {n: (r, None) for n, r in {**restorers_for(base), **extra.get(base, {})}.items()
+                         if n not in exclude}
     return out
 
 
@@ -265,7 +268,8 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
                degradations: Sequence[str] = KINDS, strengths: Mapping[str, Sequence[float]] | None = None,
                restorers: Mapping[str, Mapping[str, object]] | None = None, margin: float = 0.0,
                own_id: str = "query", thorough: bool = False, seed: int = 0, noise: float = NOISE_SIGMA,
-               fill: str = "mean", require_face: bool = True, progress: ProgressFn | None = None) -> SweepResult:
+               fill: str = "mean", require_face: bool = True, progress: ProgressFn | None = None,
+               extra_restorers: Mapping[str, Mapping[str, object]] | None = None) -> SweepResult:
     """Sweep obscuring strengths on one face and find, per kind, the strength no restorer undoes.
 
     Args:
@@ -286,6 +290,8 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
         require_face: the crop must pass OpenCV's frontal-face Haar cascade, as the audit requires (the dlib
             embedder on a whole crop embeds anything, faces or not). Pass ``False`` when a detector already
             found the face (the app's MTCNN crop).
+        extra_restorers: degradation → {name → restorer} added to the default ones (external restorers:
+            :func:`deblur.restore.external_restorers`).
         progress: called as ``progress(fraction, message)``.
 
     Returns:
@@ -311,7 +317,7 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
     gallery = with_query(gallery if gallery is not None else builtin_gallery(embedder.key), original, own_id)
     threshold = gallery.threshold
     if restorers is None:
-        plan = default_restorers(list(grid), thorough)
+        plan = default_restorers(list(grid), thorough, extra_restorers)
     else:
         plan = {k: {n: (r, None) for n, r in restorers.get(k, {}).items()} for k in grid}
     total = sum(len(grid[k]) * max(1, len(plan.get(k, {}))) for k in grid)
