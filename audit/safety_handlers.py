@@ -7,7 +7,6 @@ recommendation table, and the obscured faces as metadata-free PNGs the app publi
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import gradio as gr
@@ -16,20 +15,13 @@ import pandas as pd
 
 from audit import safety
 
-__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "attacker_gallery", "run_safety", "safety_outputs", "safety_tab"]
+__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "run_safety", "safety_outputs", "safety_tab"]
 
 PLOT_KINDS = tuple(k for k in safety.KINDS if k != "fill")  # fill has no strength axis: table + image only
 TABLE_COLUMNS = ["degradation", "recommended", "in your photo (px)", "first safe", "tested up to", "closest restorer",
                  "explanation"]
 KIND_LABELS = {"gaussian": "Gaussian blur", "pixelate": "Pixelation", "motion": "Motion blur",
                "fill": "Solid fill (mean colour)", "pixelate_noise": "Pixelation + noise"}
-GALLERY_SIZE = 200
-
-
-@functools.lru_cache(maxsize=1)
-def attacker_gallery():
-    """The built-in gallery the attacker matches against (computed once, cached on disk)."""
-    return safety.builtin_gallery("dlib", GALLERY_SIZE)
 
 
 def _photo_scale(prepared) -> float:
@@ -54,7 +46,9 @@ def run_safety(path: str | np.ndarray | None, margin: float = 0.0,
     img = path if isinstance(path, np.ndarray) else playground.read_upload(path)
     prepared = playground.prepare(img, "face", whole_image_hint=False)
     try:
-        result = safety.sweep_face(prepared.image, gallery=attacker_gallery(), embedder=playground.embedder(),
+        # An upload is a real photo: a gallery of generated faces cannot judge it (it is always nearest its own
+        # original there), so the verdict is the identity model's published threshold alone.
+        result = safety.sweep_face(prepared.image, gallery=None, embedder=playground.embedder(),
                                    margin=float(margin), require_face=False, progress=progress)
     except ValueError as exc:
         raise gr.Error(str(exc)) from exc

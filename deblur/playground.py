@@ -22,7 +22,7 @@ import pandas as pd
 
 from deblur import degrade as D
 from deblur.degrade import to_uint8
-from deblur.embed import get_embedder, l2_distance
+from deblur.embed import PUBLISHED_THRESHOLDS, get_embedder, l2_distance
 from deblur.faces import CROP_SIZE, FaceCrop, NoFaceError, crop_face, face_crop
 from deblur.io import ImageError, load_image
 from deblur.restore import WEIGHTS_DIR, restorer_names, restorers_for
@@ -37,7 +37,7 @@ MAX_SLOTS = 12  # upper bound on reconstruction panels the app lays out; the tab
 CAPTION = "AI reconstruction — may invent detail; not the real face"
 # dlib's own same-person threshold, calibrated on real photos (LFW). On generated faces it is too lenient
 # (see ASSETS.md), so the app calls it a rough guide, and the audit calibrates its own.
-IDENTITY_THRESHOLD = 0.6
+IDENTITY_THRESHOLD = PUBLISHED_THRESHOLDS["dlib"].distance  # dlib's published same-person L2
 EMBEDDER = "dlib"
 
 

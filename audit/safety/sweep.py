@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 
 from audit.engine import Gallery
-from audit.safety.gallery import builtin_gallery, with_query
+from audit.safety.gallery import with_query
 from audit.safety.obscure import KINDS, check_kind, obscure
 from audit.stats import Threshold
 from deblur.degrade import DEGRADATIONS, NOISE_SIGMA, as_image, quantize, to_uint8
-from deblur.embed import Embedder, get_embedder, l2_distance
+from deblur.embed import PUBLISHED_THRESHOLDS, Embedder, get_embedder, l2_distance
 from deblur.faces import haar_has_face
 from deblur.io import encode_png
 from deblur.restore import restorers_for
@@ -251,6 +251,18 @@ class _EmbedCache:
         return self.cache[key]
 
 
+def threshold_only_gallery(embedder_key: str, original: np.ndarray, own_id: str = "query") -> Gallery:
+    """A gallery holding only the query, judged at the embedder's published threshold (no rank-1)."""
+    published = PUBLISHED_THRESHOLDS.get(embedder_key)
+    if published is None:
+        raise ValueError(f"the {embedder_key} embedder has no published match threshold: pass a gallery of faces "
+                         "like this one (e.g. --gallery FOLDER of photos of other people)")
+    original = np.asarray(original, float)
+    threshold = Threshold(published.distance, math.nan, math.nan, 0, math.nan, source=published.source,
+                          note="no gallery: threshold only")
+    return Gallery([own_id], original[None], original.copy(), threshold)
+
+
 def resolve_grid(degradations: Sequence[str], strengths: Mapping[str, Sequence[float]] | None) -> dict:
     kinds = list(degradations)
     if not kinds:
@@ -274,8 +286,13 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
 
     Args:
         clean_crop: aligned face crop (e.g. 128×128 from :func:`deblur.faces.face_crop`).
-        gallery: faces the attacker matches against (default: :func:`builtin_gallery`); the original is added
-            under ``own_id`` unless it is already in it. Its threshold is the match threshold.
+        gallery: faces *of the same kind as the query* the attacker matches against (a user's folder of real
+            photos, FairFace; :func:`builtin_gallery` only for built-in faces); the original is added under
+            ``own_id`` unless it is already in it, and its threshold is the match threshold. ``None``: no such
+            gallery -- a real face among generated ones is always nearest its own original, so rank-1 would
+            be trivially true. The verdict is then the threshold alone: the embedder's published one
+            (:data:`deblur.embed.PUBLISHED_THRESHOLDS`), rank-1 is not measured, and ``settings["gallery"]``
+            says why.
         embedder: identity judge (default: dlib).
         degradations: kinds to sweep, from :data:`KINDS`.
         strengths: kind → strengths (default :data:`deblur.strengths.SAFETY_GRID`), pixels of the crop.
@@ -314,7 +331,14 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
     original = embed(clean)
     if original is None:
         raise ValueError("the embedder finds no face in this crop; use a frontal face crop (deblur.faces.face_crop)")
-    gallery = with_query(gallery if gallery is not None else builtin_gallery(embedder.key), original, own_id)
+    rank1_measured = gallery is not None
+    if gallery is None:
+        gallery = threshold_only_gallery(embedder.key, original, own_id)
+        gallery_note = ("no gallery of faces like this one: judged by the threshold alone "
+                        f"({gallery.threshold.source}); rank-1 re-identification is not measured")
+    else:
+        gallery = with_query(gallery, original, own_id)
+        gallery_note = f"gallery of {len(gallery.ids)} faces; rank-1 re-identification measured against it"
     threshold = gallery.threshold
     if restorers is None:
         plan = default_restorers(list(grid), thorough, extra_restorers)
@@ -340,7 +364,8 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
                     if emb is None:
                         row.update(distance=math.nan, rank1=False, status="no_face")
                     else:
-                        row.update(distance=l2_distance(emb, original), rank1=gallery.rank1(emb, own_id), status="ok")
+                        row.update(distance=l2_distance(emb, original), status="ok",
+                                   rank1=rank1_measured and gallery.rank1(emb, own_id))
                 rows.append(row)
                 done += 1
                 if progress is not None:
@@ -354,7 +379,9 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
                    "distance", "threshold", "margin", "rank1", "reidentified", "status", "embedder"]]
     excluded = () if thorough or restorers is not None else SLOW_RESTORERS
     return SweepResult(table, recommend(table, margin), threshold, float(margin), clean, embedder.name, excluded,
-                       time.perf_counter() - start, len(embed.cache), {"seed": seed, "noise": noise, "fill": fill})
+                       time.perf_counter() - start, len(embed.cache), {"seed": seed, "noise": noise, "fill": fill,
+                                                                    "gallery": gallery_note,
+                                                                    "rank1_measured": rank1_measured})
 
 
 def _restore_all(restorer, degraded: list[np.ndarray], values: Sequence[float], told: float | None,
