@@ -56,8 +56,8 @@ from skimage.transform import SimilarityTransform
 from deblur.degrade import as_image, to_uint8
 
 __all__ = ["CROP_SIZE", "DETECTORS", "FACE_RECT", "LANDMARKS_5", "DlibModelError", "Face", "FaceCrop", "NoFaceError",
-           "annotate_faces", "crop_face", "detect_faces", "dlib_models", "face_crop", "face_rect", "haar_has_face", "landmarks_5",
-           "paste_face"]
+           "annotate_faces", "crop_face", "detect_faces", "dlib_models", "face_crop", "face_rect", "haar_has_face",
+           "landmarks_5", "paste_face"]
 
 DETECTORS = ("mtcnn", "haar")
 CROP_SIZE = 128  # side of the aligned face crop the app, the audit and the safety sweep work on
