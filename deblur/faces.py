@@ -56,8 +56,8 @@ from skimage.transform import SimilarityTransform
 from deblur.degrade import as_image, to_uint8
 
 __all__ = ["CROP_SIZE", "DETECTORS", "FACE_RECT", "LANDMARKS_5", "DlibModelError", "Face", "FaceCrop", "NoFaceError",
-           "crop_face", "detect_faces", "dlib_models", "face_crop", "face_rect", "haar_has_face", "landmarks_5",
-           "paste_face"]
+           "annotate_faces", "crop_face", "detect_faces", "dlib_models", "face_crop", "face_rect", "haar_has_face",
+           "landmarks_5", "paste_face"]
 
 DETECTORS = ("mtcnn", "haar")
 CROP_SIZE = 128  # side of the aligned face crop the app, the audit and the safety sweep work on
@@ -301,11 +301,13 @@ def _warp(img: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     return np.clip(crop, 0, 1).astype(np.float32)
 
 
-def face_crop(img: np.ndarray, size: int = CROP_SIZE, method: str = "mtcnn") -> FaceCrop:
-    """Detect faces and crop the largest one.
+def face_crop(img: np.ndarray, size: int = CROP_SIZE, method: str = "mtcnn", index: int = 0) -> FaceCrop:
+    """Detect faces and crop one: ``index`` 0 is the largest (faces are numbered largest first, as
+    :func:`annotate_faces` draws them).
 
     Raises:
         NoFaceError: if no face is found.
+        ValueError: if ``index`` is not one of the faces found (the message says how many there are).
     """
     h, w = np.shape(img)[:2]
     if min(h, w) < MIN_FACE_PX:
@@ -314,7 +316,27 @@ def face_crop(img: np.ndarray, size: int = CROP_SIZE, method: str = "mtcnn") -> 
     faces = detect_faces(img, method, min_size=MIN_FACE_PX)
     if not faces:
         raise NoFaceError(f"no face found by the {method} detector; try a larger, frontal, well-lit face")
-    return crop_face(img, faces[0], size)
+    if not 0 <= index < len(faces):
+        raise ValueError(f"face {index + 1} was asked for, but this photo has {len(faces)} face(s) "
+                         f"(numbered 1-{len(faces)}, largest first)")
+    return crop_face(img, faces[index], size)
+
+
+def annotate_faces(img: np.ndarray, faces: list[Face], chosen: int | None = 0) -> np.ndarray:
+    """The photo with every detected face boxed and numbered (1 = largest); the chosen one in green.
+
+    Returns:
+        ``HxWx3`` uint8, for showing the user which face a result is about.
+    """
+    out = to_uint8(img).copy()
+    thick = max(2, round(max(out.shape[:2]) / 300))
+    for k, face in enumerate(faces):
+        x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+        colour = (40, 200, 60) if k == chosen else (230, 200, 40)
+        cv2.rectangle(out, (x0, y0), (x1, y1), colour, thick)
+        cv2.putText(out, str(k + 1), (x0 + thick, max(y0 - 2 * thick, 12 * thick)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4 * thick, colour, thick, cv2.LINE_AA)
+    return out
 
 
 def paste_face(photo: np.ndarray, crop: np.ndarray, where: FaceCrop, feather: int = 4) -> np.ndarray:

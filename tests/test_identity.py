@@ -283,3 +283,19 @@ def test_playground_calls_restorer_garbage_a_different_person(tmp_path):
     labels = {name: r.label for name, r in playground.restorers("gaussian").items()}
     assert "different person" in table.loc[labels["wiener"], "reading"]
     assert "same person" in table.loc[labels["none"], "reading"]
+
+
+def test_pick_a_face_in_a_group_photo(photo_files, crop_embedder):
+    """Faces are numbered largest first; any of them can be chosen, and a wrong number says how many there are."""
+    from deblur.faces import annotate_faces, detect_faces
+
+    group = np.asarray(Image.open(photo_files["group"]).convert("RGB"))
+    faces = detect_faces(group)
+    assert len(faces) == 2
+    hopper = _ours(_hopper(), crop_embedder)
+    picked = [l2_distance(crop_embedder.embed(face_crop(group, index=k).image), hopper) for k in range(2)]
+    assert min(picked) < 0.3 < max(picked)  # one of the two is Grace Hopper, the other is not
+    with pytest.raises(ValueError, match="has 2 face"):
+        face_crop(group, index=2)
+    shown = annotate_faces(group, faces, chosen=1)
+    assert shown.shape == group.shape and shown.dtype == np.uint8 and not np.array_equal(shown, group)

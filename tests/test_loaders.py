@@ -243,3 +243,23 @@ def test_group_counts(tmp_path):
     write_fairface_csv(tmp_path)
     counts = load_fairface(tmp_path, groups=("gender",)).group_counts()
     assert dict(zip(counts["gender"], counts["n"], strict=True)) == {"Female": 2, "Male": 3}
+
+
+# ---- The one reader of --data (audit engine and safety CLI) ---------------------------------------------------------
+
+
+def test_face_source_and_face_items_read_a_folder_the_same_way(tmp_path):
+    from audit.data import face_items, face_source
+
+    root = tmp_path / "data"
+    labels = write_folder(root, tmp_path / "outside")
+    meta, items, total = face_source(str(root), labels=str(labels), n=10)
+    items = list(items)
+    assert total == len(items) == 4 and meta["group_columns"] == ["gender", "age"]
+    assert {s["reason"] for s in meta["skipped"]} >= {files.OUTSIDE, files.DUPLICATE, files.MISSING}
+    unreadable = [i for i in items if i[3] is not None]
+    assert [i[0] for i in unreadable] == ["fake.jpg"] and unreadable[0][1] is None
+    kept = face_items(str(root), labels=str(labels), n=10)  # what python -m audit.safety --data sweeps
+    assert [k[0] for k in kept] == [i[0] for i in items if i[3] is None]
+    assert all(img.shape[2] == 3 for _, img, _ in kept) and kept[0][2] == {"gender": "female", "age": "20-29"}
+    assert [k[0] for k in face_items(str(root), labels=str(labels), n=2)] == [i[0] for i in items[:2]]
