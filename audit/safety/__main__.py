@@ -10,12 +10,13 @@ from pathlib import Path
 from audit import safety
 from audit.data import face_items
 from audit.engine import to_crop
-from audit.safety import KINDS, figure, sweep_dataset, sweep_face
+from audit.safety import KINDS, builtin_gallery, figure, gallery_from_folder, sweep_dataset, sweep_face
 from audit.safety.anonymise import LADDER, anonymise_file, example_group_photo
 from audit.safety.peers import measure_peers, summarise
 from audit.safety.recall import detector_recall, summarise_recall
 from deblur.data import builtin_faces
 from deblur.degrade import DEGRADATIONS
+from deblur.embed import get_embedder
 from deblur.faces import face_crop
 from deblur.io import load_image
 from deblur.restore import close_restorers, external_restorers
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--peers", choices=["deface"], help="measure the deface anonymiser with our attackers")
     src.add_argument("--recall", action="store_true", help="measure the anonymiser's face-detector recall")
     p.add_argument("--labels", help="labels CSV for --data (folder format)")
+    p.add_argument("--gallery", metavar="FOLDER",
+                   help="with --image: photos of other people (the same kind of photo) for rank-1 re-identification; "
+                        "without it the verdict uses the identity model's published threshold alone")
     p.add_argument("--format", help="folder, celeba, fairface or utkface (detected when omitted)")
     p.add_argument("--n", type=int, default=24, help="faces in dataset mode")
     p.add_argument("--margin", type=float, default=0.0, help="distance margin above the threshold")
@@ -95,11 +99,18 @@ def _run(args, extra) -> int:
         if crop is None:
             print(f"no face found in {args.image}", file=sys.stderr)
             return 2
+        embedder = get_embedder("dlib")
+        try:
+            gallery = gallery_from_folder(args.gallery, embedder) if args.gallery else None
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         kinds = args.degradations or KINDS
         grid = parse_strengths(args.strengths, kinds, SAFETY_GRID) if args.strengths else None
-        res = sweep_face(crop, degradations=kinds, strengths=grid, margin=args.margin, thorough=args.thorough,
-                         seed=args.seed, extra_restorers=extra)
+        res = sweep_face(crop, gallery=gallery, embedder=embedder, degradations=kinds, strengths=grid,
+                         margin=args.margin, thorough=args.thorough, seed=args.seed, extra_restorers=extra)
         _failures(res.table)
+        print(res.settings["gallery"])
         res.table.to_csv(out / "safety_sweep.csv", index=False)
         res.summary().to_csv(out / "safety_recommendations.csv", index=False)
         with (out / "safety_sweep.html").open("w", encoding="utf-8") as fh:
@@ -116,6 +127,9 @@ def _run(args, extra) -> int:
     items = face_items(args.data, n=args.n, labels=args.labels, fmt=args.format)
     ds = sweep_dataset(items, degradations=args.degradations or DEGRADATIONS, margin=args.margin,
                        thorough=args.thorough, n_boot=args.n_boot, seed=args.seed, identity=args.identity,
+                       crop="whole" if args.data == "builtin" else "detect",
+                       # built-in faces are judged among built-in faces; a folder among its own faces
+                       gallery=builtin_gallery("dlib") if args.data == "builtin" else None,
                        progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True),
                        extra_restorers=extra)
     print(file=sys.stderr)

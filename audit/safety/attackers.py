@@ -115,6 +115,7 @@ class AttackContext:
         seed: the probe's noise seed.
         fmr: false-match rate the attackers calibrate their thresholds at.
         second_view: ``"recapture"`` (generated proxy) or ``"other_photo"`` (an identity column).
+        rank1: whether rank-1 is measured (not against a threshold-only gallery).
         candidate_source: clean photos of the gallery's candidates, or a function returning them;
             :attr:`candidates` keeps those whose ids are in the gallery (never the person), for the parrot and
             the learned attacker's calibration.
@@ -131,6 +132,7 @@ class AttackContext:
     fmr: float = 0.01
     second_view: str = "recapture"
     cache: dict = field(default_factory=dict)
+    rank1: bool = True
 
     @functools.cached_property
     def candidates(self) -> GalleryFaces:
@@ -182,7 +184,7 @@ def _match(ctx: AttackContext, emb: np.ndarray | None, threshold: float, gallery
         return {"distance": math.nan, "threshold": threshold, "rank1": False, "status": "no_face"}
     gallery = gallery if gallery is not None else ctx.gallery
     return {"distance": l2_distance(emb, ctx.reference_embedding), "threshold": threshold,
-            "rank1": bool(gallery.rank1(emb, ctx.own_id)), "status": "ok"}
+            "rank1": bool(ctx.rank1 and gallery.rank1(emb, ctx.own_id)), "status": "ok"}
 
 
 def _row(kind: str, strength: float, variant: str, label: str, family: str, told: float | None) -> dict:
@@ -267,6 +269,11 @@ class ParrotAttacker:
             row = _row(kind, s, "none (obscured vs obscured)", "parrot: obscured gallery", "parrot", None)
             emb = ctx.embed(probe)
             ref = ctx.embed(ctx.obscure(ctx.reference, kind, s, seed=ctx.seed + 1))
+            if not ctx.candidates.ids:
+                row.update(distance=math.nan, threshold=math.nan, rank1=False,
+                           status="not run: no gallery of faces like this one")
+                rows.append(row)
+                continue
             ctx.candidates.require(2, "parrot")
             gal = self._gallery_embeddings(kind, s, ctx)
             ok = ~np.isnan(gal).any(axis=1)
@@ -353,6 +360,10 @@ class LearnedAttacker:
     def attack(self, kind, strengths, probes, ctx):
         if kind not in self.model.kinds:
             return []
+        if not ctx.candidates.ids:
+            return [{**_row(kind, s, self.model.name, "learned: obscured face -> clean embedding", "learned", s),
+                     "distance": math.nan, "threshold": math.nan, "rank1": False,
+                     "status": "not run: no gallery of faces like this one"} for s in strengths]
         pred = self.model.predict(list(probes), kind, [float(s) for s in strengths])
         rows = []
         for k, s in enumerate(strengths):
@@ -405,7 +416,7 @@ def builtin_candidates(n: int = 50, seed: int = 0) -> GalleryFaces:
 def attack_context(clean: np.ndarray, *, embedder: Embedder | None = None, gallery=None,
                    candidates: GalleryFaces | None = None, references: Sequence[np.ndarray] = (), seed: int = 0,
                    noise: float = NOISE_SIGMA, fill: str = "mean", fmr: float = 0.01,
-                   own_id: str = "query") -> AttackContext | None:
+                   own_id: str = "query", rank1: bool = True) -> AttackContext | None:
     """Everything the attackers need to attack one face, or ``None`` when the embedder cannot read its second view.
 
     Args:
@@ -420,6 +431,7 @@ def attack_context(clean: np.ndarray, *, embedder: Embedder | None = None, galle
         seed, noise, fill: the obscuring of the sweep.
         fmr: false-match rate of every attacker's threshold.
         own_id: the person's id in the galleries.
+        rank1: measure rank-1 (``False`` for a threshold-only gallery: no faces like the person's to rank).
     """
     embed = EmbedCache(embedder or get_embedder("dlib"))
     base = gallery if gallery is not None else builtin_gallery(embed.embedder.key)
@@ -439,7 +451,8 @@ def attack_context(clean: np.ndarray, *, embedder: Embedder | None = None, galle
         if e is not None:
             full = type(full)(full.ids + [own_id], np.vstack([full.embeddings, e[None]]), full.centre, full.threshold)
     return AttackContext(embed, full, candidates if candidates is not None else builtin_candidates, reference, ref_emb,
-                         own_id, functools.partial(obscure, noise=noise, fill=fill), seed, fmr, second_view)
+                         own_id, functools.partial(obscure, noise=noise, fill=fill), seed, fmr, second_view,
+                         rank1=rank1)
 
 
 def default_fill_attackers(disk_cache: bool = True) -> list:

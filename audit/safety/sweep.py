@@ -13,15 +13,15 @@ import pandas as pd
 from audit.engine import Gallery
 from audit.safety.attackers import (
     SLOW_RESTORERS,
+    GalleryFaces,
     attack_context,
     default_attackers,
     default_restorers,
 )
-from audit.safety.gallery import builtin_gallery
 from audit.safety.obscure import KINDS, check_kind, obscure
 from audit.stats import Threshold
 from deblur.degrade import NOISE_SIGMA, as_image, quantize
-from deblur.embed import Embedder, get_embedder
+from deblur.embed import PUBLISHED_THRESHOLDS, Embedder, get_embedder
 from deblur.faces import haar_has_face
 from deblur.io import encode_png
 from deblur.strengths import SAFETY_GRID, STRENGTHS, check_strength
@@ -216,6 +216,18 @@ def _reidentified(table: pd.DataFrame, margin: float) -> pd.Series:
     return (close | table["rank1"].astype(bool)).astype(bool)
 
 
+def threshold_only_gallery(embedder_key: str, original: np.ndarray, own_id: str = "query") -> Gallery:
+    """A gallery holding only the query, judged at the embedder's published threshold (no rank-1)."""
+    published = PUBLISHED_THRESHOLDS.get(embedder_key)
+    if published is None:
+        raise ValueError(f"the {embedder_key} embedder has no published match threshold: pass a gallery of faces "
+                         "like this one (e.g. --gallery FOLDER of photos of other people)")
+    original = np.asarray(original, float)
+    threshold = Threshold(published.distance, math.nan, math.nan, 0, math.nan, source=published.source,
+                          note="no gallery: threshold only")
+    return Gallery([own_id], original[None], original.copy(), threshold)
+
+
 def resolve_grid(degradations: Sequence[str], strengths: Mapping[str, Sequence[float]] | None) -> dict:
     kinds = list(degradations)
     if not kinds:
@@ -244,8 +256,13 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
 
     Args:
         clean_crop: aligned face crop (e.g. 128×128 from :func:`deblur.faces.face_crop`).
-        gallery: clean photos the attackers match against (default: :func:`builtin_gallery`); the person's
-            reference is added under ``own_id``. Its threshold is the clean match threshold.
+        gallery: faces *of the same kind as the query* the attackers match against (a user's folder of real
+            photos, FairFace; :func:`builtin_gallery` only for built-in faces); the person's second view is added
+            under ``own_id``, and its threshold is the clean match threshold. ``None``: no such gallery -- a real
+            face among generated ones is always nearest its own original, so rank-1 would be trivially true. The
+            verdict is then the threshold alone (the embedder's published one,
+            :data:`deblur.embed.PUBLISHED_THRESHOLDS`), rank-1 is not measured, the parrot and the learned
+            attacker (which need candidates like the person) do not run, and ``settings["gallery"]`` says why.
         embedder: identity judge (default: dlib).
         degradations: kinds to sweep, from :data:`KINDS`.
         strengths: kind → strengths (default :data:`deblur.strengths.SAFETY_GRID`), pixels of the crop.
@@ -284,13 +301,24 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
             raise ValueError("no face found in this crop by the frontal-face detector; pass an aligned frontal face "
                              "crop (deblur.faces.face_crop) or require_face=False if you know it is one")
     embedder = embedder or get_embedder("dlib")
-    if embedder.embed(clean) is None:
+    original = embedder.embed(clean)
+    if original is None:
         raise ValueError("the embedder finds no face in this crop; use a frontal face crop (deblur.faces.face_crop)")
-    base = gallery if gallery is not None else builtin_gallery(embedder.key)
+    rank1_measured = gallery is not None
+    if gallery is None:
+        base = threshold_only_gallery(embedder.key, original, own_id)
+        gallery_note = ("no gallery of faces like this one: judged by the threshold alone "
+                        f"({base.threshold.source}); rank-1 is not measured and the parrot and the learned "
+                        "attacker do not run (they need candidates like this face)")
+        candidates = GalleryFaces((), np.zeros((0, 128, 128, 3), np.uint8))
+    else:
+        base = gallery
+        gallery_note = f"gallery of {len(gallery.ids)} faces; rank-1 re-identification measured against it"
     if base.threshold is None:
         raise ValueError("the gallery has no calibrated threshold: build it from at least 2 faces")
+    fmr = base.threshold.fmr_target if math.isfinite(base.threshold.fmr_target) else 0.01
     ctx = attack_context(clean, embedder=embedder, gallery=base, candidates=candidates, references=references,
-                         seed=seed, noise=noise, fill=fill, fmr=base.threshold.fmr_target, own_id=own_id)
+                         seed=seed, noise=noise, fill=fill, fmr=fmr, own_id=own_id, rank1=rank1_measured)
     if ctx is None:
         raise ValueError("the embedder finds no face in the person's second view; pass another photo of the "
                          "person as a reference")
@@ -321,4 +349,5 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
                         "attackers": [a.name for a in attackers],
                         # only the parrot and the learned attacker load the candidates (cached_property)
                         "candidates": len(ctx.__dict__["candidates"].ids) if "candidates" in ctx.__dict__ else 0,
-                        "gallery_size": len(ctx.gallery.ids)})
+                        "gallery_size": len(ctx.gallery.ids), "gallery": gallery_note,
+                        "rank1_measured": rank1_measured})
