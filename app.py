@@ -32,8 +32,18 @@ except ImportError:  # pragma: no cover - depends on the host
         return fn
 
 
+# Page fixes Gradio's defaults do not give: a reconstruction's caption sits above its image instead of floating
+# over the top of it, and the 128-px original/degraded crops fill their 256-px panels like the sliders beside them
+# (pixels kept sharp, so the blur is not smoothed further by the browser).
+CSS = """
+.facedrift-recon label[data-testid="block-label"] { position: relative !important; top: 0 !important;
+  left: 0 !important; width: 100%; white-space: normal; border-radius: 0; margin-bottom: 4px; }
+.facedrift-panel img { width: 256px !important; height: 256px !important; object-fit: contain;
+  image-rendering: pixelated; }
+"""
 CONCURRENCY_LIMIT = 2  # CPU-bound handlers: more parallel requests only slow each other down
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
+LAUNCH_OPTIONS = {**uploads.LAUNCH_OPTIONS, "css": CSS}  # every launch (main, tests, benchmarks) uses these
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,9 +91,10 @@ def playground_tab() -> None:
                 kept = uploads.kept_photo()
                 run = gr.Button("Run", variant="primary")
         with gr.Row():
-            original = gr.Image(label="Original (processed)", format="png", interactive=False, height=256)
+            original = gr.Image(label="Original (processed)", format="png", interactive=False, height=300,
+                                elem_classes=["facedrift-panel"])
             degraded = gr.Image(label="Degraded input the restorers see", format="png", interactive=False,
-                                height=256)
+                                height=300, elem_classes=["facedrift-panel"])
         gr.Markdown(f"### Reconstructions\n*{playground.CAPTION}.* Left: degraded input; right: reconstruction.")
         sliders = []
         slots = reconstruction_slots()
@@ -91,10 +102,11 @@ def playground_tab() -> None:
             with gr.Row():
                 for _ in range(row_start, min(row_start + 4, slots)):
                     sliders.append(gr.ImageSlider(format="png", visible=False, interactive=False, max_height=256,
-                                                  label=playground.CAPTION))
-        table = gr.Dataframe(label="Metrics (PSNR/SSIM vs the original; identity = dlib embedding distance)",
+                                                  label=playground.CAPTION, elem_classes=["facedrift-recon"]))
+        table = gr.Dataframe(headers=playground.METRIC_COLUMNS, max_height=1200,  # every row, none cut off
+                             label="Metrics (PSNR/SSIM vs the original; identity = dlib embedding distance)",
                              interactive=False, wrap=True,
-                             column_widths=["16%", "7%", "7%", "6%", "6%", "7%", "7%", "6%", "38%"])
+                             column_widths=["16%", "8%", "7%", "6%", "6%", "7%", "7%", "6%", "37%"])
         reading = gr.Markdown()
 
         kind.change(playground.strength_slider, [kind, source], strength, api_name="strength_range")
@@ -137,9 +149,10 @@ def audit_tab() -> None:
         )
         with gr.Row():
             with gr.Column():
-                models = gr.CheckboxGroup(app_handlers.model_choices(), label="Restorers (none ticked = all)")
                 kinds = gr.CheckboxGroup([(v, k) for k, v in playground.DEGRADATION_LABELS.items()],
                                          value=["gaussian"], label="Degradations")
+                models = gr.CheckboxGroup(app_handlers.model_choices(["gaussian"]),
+                                          label="Restorers for these degradations (none ticked = all of them)")
                 strengths = gr.Textbox(value=app_handlers.DEFAULT_STRENGTHS, label="Strengths (px of the 128-px crop)",
                                        info="kind=a,b per degradation; bare numbers apply to all")
             with gr.Column():
@@ -156,11 +169,14 @@ def audit_tab() -> None:
                     labels_csv = gr.File(label="Labels (.csv)", file_types=[".csv"], type="filepath")
         run = gr.Button("Run audit", variant="primary")
         status = gr.Markdown()
-        table = gr.Dataframe(label="Per-group results (groups.csv, main columns)", interactive=False, wrap=True)
+        # wrap=False: 19 narrow columns would wrap their headers letter by letter; the table scrolls sideways instead
+        table = gr.Dataframe(headers=app_handlers.TABLE_COLUMNS, label="Per-group results (groups.csv, main columns)",
+                             interactive=False, wrap=False)
         with gr.Row():
             download = gr.DownloadButton("Download group report (CSV)", visible=False)
             files = gr.File(label="All report files", file_count="multiple", interactive=False)
         plots = [gr.Plot(visible=False) for _ in range(app_handlers.MAX_FIGURES)]
+        kinds.change(app_handlers.restorer_update, [kinds, models], models, api_name=False)
         run.click(audit_request, [models, kinds, strengths, n, seed, embedder, data_zip, labels_csv, dataset],
                   [status, table, download, files, *plots], api_name="audit")
 
@@ -198,11 +214,6 @@ well.
 - Identity distance uses the dlib face embedding. Its usual 0.6 "same person" threshold is calibrated on real
   photos; on generated faces it is too lenient, so the audit calibrates its own.
 
-## Privacy of this app
-
-Uploads are processed in memory for one request and not kept; outputs are written to per-request temporary
-files only so your browser can display and download them. No analytics are sent.
-
 ## Licences and credits
 
 - Example photos: see `examples/SOURCES.md` (NASA astronaut portrait, public domain; generated faces).
@@ -221,7 +232,8 @@ def model_cards(cards_dir: Path = CARDS_DIR) -> list[tuple[str, str]]:
     for path in sorted(cards_dir.glob("*.md")):
         text = path.read_text(encoding="utf-8")
         first = next((line.lstrip("# ").strip() for line in text.splitlines() if line.strip()), path.stem)
-        cards.append((first or path.stem, text))
+        title = first.removeprefix("Model card:").strip().strip("`")  # the accordion says "Model card:" itself
+        cards.append((title or path.stem, text))
     return cards
 
 
@@ -229,6 +241,7 @@ def about_tab() -> None:
     """About: what the models are, the study's ethics points, model cards, data limits, credits."""
     with gr.Tab("About", id="about"):
         gr.Markdown(ABOUT)
+        gr.Markdown("## Privacy of this app\n\n" + uploads.PRIVACY)
         cards = model_cards()
         gr.Markdown("## Model cards" if cards else "## Model cards\nNo trained model is shipped in this copy.")
         for title, text in cards:
@@ -270,7 +283,7 @@ def main() -> None:
     # Oversubscribed OpenMP threads make small CPU convolutions (MTCNN on a photo) 50x slower; measured in
     # bench/bench_playground.py. Each of the concurrent requests gets its share of the cores instead.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // CONCURRENCY_LIMIT))
-    build_app().queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=32).launch(**uploads.LAUNCH_OPTIONS)
+    build_app().queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=32).launch(**LAUNCH_OPTIONS)
 
 
 if __name__ == "__main__":
