@@ -149,7 +149,7 @@ def safety_tab(handler: Callable, photo_factory: Callable[..., gr.Image],
         with gr.Row():
             obscured = gr.Gallery(label="Face obscured at the recommended strength", format="png", columns=4,
                                   height=200)
-            downloads = gr.File(label="Download (PNG, no metadata)", file_count="multiple")
+            downloads = gr.File(label="Download (PNG, no metadata)", file_count="multiple", interactive=False)
         plots = []
         for start in range(0, len(PLOT_KINDS), 2):
             with gr.Row():
