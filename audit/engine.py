@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -32,10 +33,10 @@ from audit.data import face_source
 from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
 from audit.stats import Threshold, calibrate_threshold
 from deblur.degrade import as_image, degrade, quantize
-from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
-from deblur.external import close_restorers, external_restorers, parse_external, restore_outcomes
+from deblur.embed import PUBLISHED_THRESHOLDS, Embedder, centred_cosine, get_embedder, l2_distance
 from deblur.faces import CROP_SIZE, NoFaceError, face_crop, haar_has_face
 from deblur.metrics import psnr, ssim
+from deblur.restore import close_restorers, external_restorers, parse_external, restore_outcomes
 
 # AuditConfig and ROW_FIELDS live in audit.config; re-exported for existing callers.
 __all__ = ["ROW_FIELDS", "AuditConfig", "AuditResult", "CleanFace", "Gallery", "audit_image",
@@ -57,24 +58,42 @@ class Gallery:
     embeddings: np.ndarray
     centre: np.ndarray
     threshold: Threshold | None = None
+    identities: list[str] | None = None
 
     @classmethod
-    def build(cls, ids: Sequence[str], embeddings: Sequence[np.ndarray], fmr: float = 0.01, seed: int = 0) -> Gallery:
-        """Gallery with its threshold calibrated at false-match rate ``fmr`` (if there are ≥ 2 faces)."""
+    def build(cls, ids: Sequence[str], embeddings: Sequence[np.ndarray], fmr: float = 0.01, seed: int = 0,
+              identities: Sequence[str] | None = None, embedder_key: str | None = None) -> Gallery:
+        """Gallery with its threshold calibrated at false-match rate ``fmr`` (if there are ≥ 2 faces).
+
+        Args:
+            identities: who each face is (an identity column); impostor pairs are then only pairs of
+                different people, same-person pairs give the FNMR, and rank-1 counts a hit when the nearest
+                clean face is the same person. ``None``: every image is a different person.
+            embedder_key: with too few impostor pairs for ``fmr``, this embedder's published threshold
+                (:data:`deblur.embed.PUBLISHED_THRESHOLDS`) is used instead, and the threshold says so.
+        """
         if len(ids) != len(embeddings):
             raise ValueError(f"{len(ids)} ids for {len(embeddings)} embeddings")
         if not len(ids):
             raise ValueError("no clean face could be embedded: the gallery is empty; check the data and crop mode")
+        if identities is not None and len(identities) != len(ids):
+            raise ValueError(f"{len(identities)} identities for {len(ids)} faces")
         e = np.stack([np.asarray(x, float) for x in embeddings])
-        threshold = calibrate_threshold(e, fmr, seed) if len(ids) >= 2 else None
-        return cls(list(ids), e, e.mean(axis=0), threshold)
+        published = PUBLISHED_THRESHOLDS.get(embedder_key) if embedder_key else None
+        fallback = (published.distance, published.source) if published else None
+        threshold = calibrate_threshold(e, fmr, seed, identities, fallback) if len(ids) >= 2 else None
+        return cls(list(ids), e, e.mean(axis=0), threshold, None if identities is None else list(identities))
 
     def rank1(self, embedding: np.ndarray | None, own_id: str) -> bool:
-        """Whether the nearest clean face to ``embedding`` is its own original (re-identified)."""
+        """Whether the nearest clean face to ``embedding`` is its own original -- or, with identities, any
+        clean photo of the same person (re-identified)."""
         if embedding is None:
             return False
         d = np.linalg.norm(self.embeddings - np.asarray(embedding, float), axis=1)
-        return self.ids[int(np.argmin(d))] == own_id
+        nearest = int(np.argmin(d))
+        if self.identities is None:
+            return self.ids[nearest] == own_id
+        return self.identities[nearest] == self.identities[self.ids.index(own_id)]
 
     def matches(self, distance: float) -> bool:
         """Match decision at the calibrated threshold (NaN distance: no match)."""
@@ -104,10 +123,20 @@ class CleanFace:
     info: dict = field(default_factory=dict)
 
 
-def to_crop(img: np.ndarray, crop: str = "auto", size: int = CROP_SIZE) -> np.ndarray | None:
-    """Face crop of a photo: ``"whole"`` (already an aligned crop), ``"detect"`` (MTCNN), ``"auto"``.
+def _crop_mode(config) -> str:
+    """``"auto"`` is ``"whole"`` for the built-in set (already aligned crops) and ``"detect"`` for photos."""
+    if config.crop != "auto":
+        return config.crop
+    return "whole" if config.data == "builtin" else "detect"
 
-    ``"auto"`` treats square images up to 256 px as aligned crops and detects faces in anything else.
+
+def to_crop(img: np.ndarray, crop: str = "detect", size: int = CROP_SIZE) -> np.ndarray | None:
+    """Face crop of a photo in facedrift's one crop geometry (:mod:`deblur.faces`).
+
+    ``"detect"`` finds and aligns the largest face (MTCNN, then dlib's landmarks); ``"whole"`` means the
+    image already *is* such a crop (the built-in set, or crops saved by facedrift) and is only resized.
+    ``"auto"`` is ``"detect"`` here (the audit driver maps it to ``"whole"`` for the built-in set only):
+    a square photo is not an aligned crop just because it is small.
 
     Returns:
         ``size x size x 3`` float32 crop, or ``None`` when no face is detected.
@@ -116,7 +145,7 @@ def to_crop(img: np.ndarray, crop: str = "auto", size: int = CROP_SIZE) -> np.nd
         raise ValueError(f"crop must be 'auto', 'whole' or 'detect', got {crop!r}")
     img = as_image(img)
     h, w = img.shape[:2]
-    if crop == "whole" or (crop == "auto" and h == w and h <= 256):
+    if crop == "whole":
         if (h, w) == (size, size):
             return img
         return np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_CUBIC),
@@ -187,7 +216,7 @@ def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object
     Returns:
         Rows (dicts with :data:`ROW_FIELDS` plus the group columns). ``status`` is ``ok``,
         ``no_face_clean``, ``no_face_restored``, ``error:<reason>`` for a failed external call (reasons in
-        :data:`deblur.external.FAILURE_REASONS`, details in ``note``) or ``error:<Type>: <message>``; no case
+        :data:`deblur.restore.external.FAILURE_REASONS`, details in ``note``) or ``error:<Type>: <message>``; no case
         is dropped. ``note`` also says when an external output was resized back.
     """
     base = {"image_id": clean.image_id, "embedder": embedder.name,
@@ -362,17 +391,27 @@ def _run(config: AuditConfig, restorers, progress: ProgressFn | None, start: flo
 
     cleans: list[CleanFace] = []
     skipped = list(meta["skipped"])
+    if config.identity and config.identity not in meta["group_columns"]:
+        raise ValueError(f"identity column {config.identity!r} is not in the labels; columns: {meta['group_columns']}")
+    identities: dict[str, str] = {}
     for k, (image_id, image, labels, reason) in enumerate(items):
+        if config.identity:  # who the person is: used for pairs and rank-1, never as a group
+            labels = dict(labels)
+            identities[image_id] = labels.pop(config.identity)
         if reason is not None:
             skipped.append({"id": image_id, "path": "", "reason": reason})
         else:
             cleans.append(prepare_face(image, image_id, embedder, labels=labels, predict=config.predict,
-                                       crop=config.crop))
+                                       crop=_crop_mode(config)))
         progress("clean", k + 1, total)
     with_face = [c for c in cleans if c.embedding is not None]
-    gallery = Gallery.build([c.image_id for c in with_face], [c.embedding for c in with_face], config.fmr, config.seed)
+    gallery = Gallery.build([c.image_id for c in with_face], [c.embedding for c in with_face], config.fmr, config.seed,
+                            identities=[identities[c.image_id] for c in with_face] if config.identity else None,
+                            embedder_key=config.embedder)
+    if gallery.threshold is not None and gallery.threshold.note:
+        print(f"warning: {gallery.threshold.note}", file=sys.stderr)
 
-    group_columns = list(meta["group_columns"]) + list(config.predict)
+    group_columns = [c for c in meta["group_columns"] if c != config.identity] + list(config.predict)
     fields = list(ROW_FIELDS) + [c for c in group_columns if c not in ROW_FIELDS]
     per_image = out / "per_image.csv"
     with per_image.open("w", newline="") as fh:

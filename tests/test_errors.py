@@ -129,17 +129,17 @@ def test_zip_with_a_bad_crc_in_the_audit(client, tmp_path):
 @pytest.fixture
 def damaged_dlib(monkeypatch, tmp_path):
     """Point the dlib embedder at a copy of its model folder; the test then removes or truncates a file."""
-    from deblur import embed, playground
+    from deblur import faces, playground
 
-    models = embed._face_models_dir()
+    models = faces._face_models_dir()
     copy = tmp_path / "models"
     shutil.copytree(models, copy)
-    monkeypatch.setattr(embed, "_face_models_dir", lambda: copy)
-    embed._dlib_models.cache_clear()
+    monkeypatch.setattr(faces, "_face_models_dir", lambda: copy)
+    faces.dlib_models.cache_clear()
     playground.embedder.cache_clear()
     yield copy
     monkeypatch.undo()
-    embed._dlib_models.cache_clear()
+    faces.dlib_models.cache_clear()
     playground.embedder.cache_clear()
 
 

@@ -33,10 +33,9 @@ from deblur.blind import with_estimated
 from deblur.data import builtin_faces
 from deblur.degrade import degrade, quantize
 from deblur.embed import get_embedder
-from deblur.external import close_restorers, external_restorers
-from deblur.external.spec import DEFAULT_CONCURRENCY
 from deblur.metrics import lpips_or_none, psnr, ssim
-from deblur.restore import restorers_for
+from deblur.restore import close_restorers, external_restorers, restorers_for
+from deblur.restore.external.spec import DEFAULT_CONCURRENCY
 from deblur.strengths import EVAL_GRID, STRENGTHS, parse_strengths
 from deblur.texture import folder_faces, real_split
 
@@ -81,7 +80,7 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
         log: progress printer.
         reuse: rows of an earlier run keyed by ``(degradation, strength, restorer)``, used instead of
             recomputing (only pass deterministic restorers: classical and ``none``).
-        extra: more restorers per kind, e.g. :func:`deblur.external.external_restorers`; a failed external
+        extra: more restorers per kind, e.g. :func:`deblur.restore.external_restorers`; a failed external
             call leaves its face out of that row's means and is counted in ``n_failed``/``failures``.
         estimated: also run every non-blind restorer told the blind estimator's strength instead of the true
             one (:class:`deblur.blind.EstimatedStrength`, rows ``<name> (estimated strength)``).
