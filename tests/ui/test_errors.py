@@ -22,7 +22,7 @@ from PIL import Image
 
 from bench.server import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 GENERIC = "upstream app raised an exception"
 

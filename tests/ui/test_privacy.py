@@ -22,7 +22,7 @@ from PIL import Image
 
 from bench.server import app_process
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 LIFETIME_S = 6  # output lifetime the test server runs with (the real app: minutes)
 
