@@ -23,7 +23,7 @@ import pandas as pd
 from deblur import degrade as D
 from deblur.blind import BlindReading, estimate_photo
 from deblur.embed import PUBLISHED_THRESHOLDS, get_embedder, l2_distance
-from deblur.faces import CROP_SIZE, FaceCrop, NoFaceError, crop_face, face_crop
+from deblur.faces import CROP_SIZE, MIN_FACE_PX, FaceCrop, NoFaceError, crop_face, detect_faces, face_crop
 from deblur.metrics import collapse, psnr, ssim
 from deblur.restore import restorers_for
 from deblur.strengths import STRENGTHS, check_strength
@@ -72,37 +72,52 @@ class Prepared:
     note: str
 
 
-def prepare(img: np.ndarray, mode: str, whole_image_hint: bool = True) -> Prepared:
+def prepare(img: np.ndarray, mode: str, whole_image_hint: bool = True, face: int = 1) -> Prepared:
     """Cut the face crop (``mode="face"``) or shrink the whole image (``mode="whole"``).
 
     Args:
         whole_image_hint: suggest the 'Whole image' mode when no face is found (only where the tab has it).
+        face: which face of a group photo, numbered from 1 = the largest (identity is measured on it).
 
     Raises:
         NoFaceError: no face found in face-crop mode (the message says what to try).
-        ValueError: an unknown mode.
+        ValueError: an unknown mode, or a face number the photo does not have.
     """
     if mode == "face":
+        faces = detect_faces(img, min_size=MIN_FACE_PX) if min(img.shape[:2]) >= MIN_FACE_PX else []
         try:
-            crop = face_crop(img, CROP_SIZE)
+            crop = face_crop(img, CROP_SIZE, index=int(face) - 1, faces=faces)
         except NoFaceError as exc:
             hint = " Or switch to 'Whole image' mode to process the photo without a face crop." * whole_image_hint
             raise NoFaceError(f"No face found in this photo: {exc}.{hint}") from exc
         scale = float(np.hypot(*crop.matrix[0, :2]))
         return Prepared(crop.image, crop,
-                        f"Face detected and aligned into a {CROP_SIZE}×{CROP_SIZE} crop (scaled ×{scale:.2f}).")
+                        f"{_which_face(crop, faces)} detected and aligned into a {CROP_SIZE}×{CROP_SIZE} crop "
+                        f"(scaled ×{scale:.2f}).")
     if mode == "whole":
         small = _shrink(img)
+        faces = detect_faces(small, min_size=MIN_FACE_PX) if min(small.shape[:2]) >= MIN_FACE_PX else []
         try:
-            where = face_crop(small, CROP_SIZE)
+            where = face_crop(small, CROP_SIZE, index=int(face) - 1, faces=faces)
         except NoFaceError:
             where = None
         h, w = small.shape[:2]
         note = f"Whole image used, shrunk to {w}×{h} for speed." if small is not img else f"Whole image used ({w}×{h})."
         if where is None:
             note += " No face found, so identity distances are not measured."
+        else:
+            note += f" Identity is measured on {_which_face(where, faces).lower()}."
         return Prepared(small, where, note)
     raise ValueError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
+
+
+def _which_face(crop: FaceCrop, faces: list) -> str:
+    """"Face 2 of 6 (box x0,y0-x1,y1; numbered largest first)" -- which face a result is about."""
+    x0, y0, x1, y1 = (int(round(v)) for v in crop.face.box)
+    if len(faces) <= 1:
+        return f"Face (box {x0},{y0}–{x1},{y1})"
+    k = next(i for i, f in enumerate(faces) if f is crop.face) + 1
+    return f"Face {k} of {len(faces)} (box {x0},{y0}–{x1},{y1}; numbered largest first, pick another with 'Face #')"
 
 
 @dataclass

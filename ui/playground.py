@@ -61,11 +61,12 @@ def strength_slider(kind: str, source: str = "clean") -> dict:
 
 @user_errors
 def run_playground(photo: str | np.ndarray | None, mode: str, source: str, kind: str,
-                   strength: float, estimate: bool = True) -> PlaygroundResult:
+                   strength: float, face: int = 1, estimate: bool = True) -> PlaygroundResult:
     """One playground request: settings checked first, then the photo read, cut and measured.
 
     Args:
         photo: the photo already read (``HxWx3`` float32, as the Run handler passes it) or a file.
+        face: which face of a group photo, 1 = the largest.
         estimate: for an already degraded photo, estimate the kind and strength from it
             (:func:`deblur.playground.estimate_degradation`) instead of using ``kind`` and ``strength``.
 
@@ -74,7 +75,7 @@ def run_playground(photo: str | np.ndarray | None, mode: str, source: str, kind:
     """
     playground.check_request(source, kind, strength)
     image = uploads.read_photo(photo)
-    prepared = playground.prepare(image, mode)
+    prepared = playground.prepare(image, mode, face=face)
     said = ""
     if source == "degraded" and estimate:
         reading = playground.estimate_degradation(image, prepared, mode)
@@ -107,14 +108,14 @@ def outputs_for_ui(result: PlaygroundResult, slots: int) -> list:
 
 @gpu
 @user_errors
-def playground_request(path: str | None, mode: str, source: str, kind: str, strength: float,
+def playground_request(path: str | None, mode: str, source: str, kind: str, strength: float, face: float = 1,
                        estimate: bool = True, kept: dict | None = None) -> list:
     """The Run button: one request, flattened into the tab's output components.
 
     The upload is read and deleted first (:func:`ui.uploads.take_photo`); ``kept`` is the tab's memory of it.
     """
     image, kept = uploads.take_photo(path, kept)
-    result = run_playground(image, mode, source, kind, strength, estimate)
+    result = run_playground(image, mode, source, kind, strength, int(face), estimate)
     return [*outputs_for_ui(result, reconstruction_slots()), kept]
 
 
@@ -141,6 +142,7 @@ def tab() -> None:
                 # The slider's range follows the degradation in the page; the API takes any kind's range without
                 # calling /strength_range first, and run_playground checks the value against the chosen kind.
                 strength.preprocess = float
+                face = gr.Number(1, precision=0, minimum=1, label="Face # (group photos: 1 = the largest)")
                 estimate = gr.Checkbox(value=True, label="Estimate the degradation and its strength from my photo "
                                        "(already blurred input only; untick to choose them yourself)")
                 kept = uploads.kept_photo()
@@ -164,5 +166,5 @@ def tab() -> None:
 
         kind.change(strength_slider, [kind, source], strength, api_name="strength_range")
         source.change(strength_slider, [kind, source], strength, api_name=False)
-        run.click(playground_request, [photo, mode, source, kind, strength, estimate, kept],
+        run.click(playground_request, [photo, mode, source, kind, strength, face, estimate, kept],
                   [original, degraded, *sliders, table, reading, kept], api_name="playground")

@@ -66,7 +66,8 @@ def app_error(call) -> str:
 
 
 def test_symlinks_out_of_a_folder_without_labels_are_skipped(tmp_path):
-    from audit.data.loaders import OUTSIDE, load_folder
+    from audit.data.files import OUTSIDE
+    from audit.data.loaders import load_folder
 
     outside = tmp_path / "outside"
     outside.mkdir()
