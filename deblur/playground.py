@@ -33,6 +33,8 @@ SOURCES = {"clean": "A clean photo: degrade it here", "degraded": "My photo is a
 WHOLE_MAX_SIDE = 512  # restorers and the embedder stay interactive on CPU at this size
 # dlib's own same-person threshold, calibrated on real photos (LFW). On generated faces it is too lenient
 # (see ASSETS.md), so the app calls it a rough guide, and the audit calibrates its own.
+METRIC_COLUMNS = ["restorer", "family", "told strength", "PSNR (dB)", "SSIM", "identity dist. to original",
+                  "identity dist. to degraded", "artefacts", "time (ms)", "reading"]
 IDENTITY_THRESHOLD = PUBLISHED_THRESHOLDS["dlib"].distance  # dlib's published same-person L2
 EMBEDDER = "dlib"
 
@@ -178,14 +180,13 @@ def _reading(d_orig: float, d_input: float, d_deg_orig: float, has_original: boo
     if artefacts == "collapsed":  # ringing/stripes: an identity distance to them is not a statement about a face
         return ("output collapsed into ringing/stripes (usually a wrong strength): not a reconstruction, so no "
                 "identity reading")
-    def same(d: float) -> str:
-        return "same person" if d < IDENTITY_THRESHOLD else "different person"
-
     if has_original:
         if np.isnan(d_orig):
             return "no face found in this output by the identity model"
-        sign = "<" if d_orig < IDENTITY_THRESHOLD else "≥"
-        text = f"{same(d_orig)} as the original to dlib ({d_orig:.2f} {sign} {IDENTITY_THRESHOLD})"
+        if d_orig < IDENTITY_THRESHOLD:
+            text = f"the same person as the original to dlib ({d_orig:.2f} < {IDENTITY_THRESHOLD})"
+        else:
+            text = f"a different person from the original to dlib ({d_orig:.2f} ≥ {IDENTITY_THRESHOLD})"
         if not np.isnan(d_deg_orig):
             if d_orig < d_deg_orig - 0.02:
                 text += "; closer to the original than the degraded input was"
@@ -197,7 +198,7 @@ def _reading(d_orig: float, d_input: float, d_deg_orig: float, has_original: boo
     if np.isnan(d_input):
         return "no face found in this output by the identity model"
     if d_input < IDENTITY_THRESHOLD:
-        return f"still the {same(d_input)} as your input to dlib ({d_input:.2f} < {IDENTITY_THRESHOLD})"
+        return f"still the same person as your input to dlib ({d_input:.2f} < {IDENTITY_THRESHOLD})"
     return (f"dlib sees a different person than in your input ({d_input:.2f} ≥ {IDENTITY_THRESHOLD}): "
             "the model changed who this looks like")
 
@@ -235,7 +236,7 @@ def metrics_table(result: PlaygroundResult, prepared: Prepared, mode: str) -> pd
             "time (ms)": round(rec.seconds * 1000, 1),
             "reading": _reading(d_orig, d_input, d_deg_orig, has_original, artefacts),
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
 
 def _summary(result: PlaygroundResult) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 
 from deblur import playground
 from deblur.degrade import to_uint8
-from deblur.playground import MODES, SOURCES, PlaygroundResult
+from deblur.playground import METRIC_COLUMNS, MODES, SOURCES, PlaygroundResult
 from deblur.restore import WEIGHTS_DIR, restorer_names
 from deblur.strengths import STRENGTHS
 from ui import uploads
@@ -148,9 +148,10 @@ def tab() -> None:
                 kept = uploads.kept_photo()
                 run = gr.Button("Run", variant="primary")
         with gr.Row():
-            original = gr.Image(label="Original (processed)", format="png", interactive=False, height=256)
+            original = gr.Image(label="Original (processed)", format="png", interactive=False, height=300,
+                                elem_classes=["facedrift-panel"])
             degraded = gr.Image(label="Degraded input the restorers see", format="png", interactive=False,
-                                height=256)
+                                height=300, elem_classes=["facedrift-panel"])
         gr.Markdown(f"### Reconstructions\n*{CAPTION}.* Left: degraded input; right: reconstruction.")
         sliders = []
         slots = reconstruction_slots()
@@ -158,10 +159,11 @@ def tab() -> None:
             with gr.Row():
                 for _ in range(row_start, min(row_start + 4, slots)):
                     sliders.append(gr.ImageSlider(format="png", visible=False, interactive=False, max_height=256,
-                                                  label=CAPTION))
-        table = gr.Dataframe(label="Metrics (PSNR/SSIM vs the original; identity = dlib embedding distance)",
+                                                  label=CAPTION, elem_classes=["facedrift-recon"]))
+        table = gr.Dataframe(headers=METRIC_COLUMNS, max_height=1200,  # every row, none cut off
+                             label="Metrics (PSNR/SSIM vs the original; identity = dlib embedding distance)",
                              interactive=False, wrap=True,
-                             column_widths=["16%", "7%", "7%", "6%", "6%", "7%", "7%", "6%", "38%"])
+                             column_widths=["16%", "8%", "7%", "6%", "6%", "7%", "7%", "6%", "37%"])
         reading = gr.Markdown()
 
         kind.change(strength_slider, [kind, source], strength, api_name="strength_range")

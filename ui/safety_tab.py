@@ -130,7 +130,8 @@ def tab() -> None:
             "How strong must blurring or pixelation be before **none of our restorers** can bring the identity "
             "back? Each degradation is swept over a range of strengths; every restorer (deconvolution *told the "
             "true kernel*, our learned models, and no restoration) tries to undo it, and a face matcher (dlib) "
-            "checks whether the result is still this person.\n\n" + safety.LOWER_BOUND_NOTE)
+            "checks whether the result is still this person. The answer is a lower bound on the risk (see the "
+            "note under the result).")
         with gr.Row():
             with gr.Column(scale=1):
                 photo = uploads.photo_input(label="Photo", sources=["upload", "clipboard"], height=240)
@@ -141,12 +142,13 @@ def tab() -> None:
                 face = gr.Number(1, precision=0, minimum=1, label="Face # (group photos: 1 = the largest)")
                 run = gr.Button("Run the sweep (about 10 s)", variant="primary")
                 summary = gr.Markdown()
-        table = gr.Dataframe(label="Recommended strength per degradation (pixels of the 128-px face crop)",
-                             interactive=False, wrap=True)
+        table = gr.Dataframe(headers=TABLE_COLUMNS, max_height=1200, interactive=False, wrap=True,
+                             label="Recommended strength per degradation (pixels of the 128-px face crop)",
+                             column_widths=["12%", "9%", "9%", "7%", "7%", "14%", "42%"])
         with gr.Row():
             obscured = gr.Gallery(label="Face obscured at the recommended strength", format="png", columns=4,
                                   height=200)
-            downloads = gr.File(label="Download (PNG, no metadata)", file_count="multiple")
+            downloads = gr.File(label="Download (PNG, no metadata)", file_count="multiple", interactive=False)
         plots = []
         for start in range(0, len(PLOT_KINDS), 2):
             with gr.Row():
