@@ -1,0 +1,411 @@
+"""The per-image step on a batch of faces, in two halves an engine can place on different workers.
+
+1. :func:`restore_chunk` degrades every face at every setting and restores each setting's batch with every
+   restorer (the part a GPU speeds up).
+2. :func:`measure_chunk` embeds the degraded and restored faces (one batch call per setting and restorer) and
+   measures everything that does not need the gallery.
+
+:func:`finish_rows` adds the gallery's part (threshold, centred similarity, match, rank-1) where the gallery
+lives, so workers never hold every clean embedding. All three are pure. Networks always run on batches of the
+same size (:func:`fixed_batch`), so the rows are bit-identical whatever the engine, worker count or chunking.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
+from deblur.degrade import as_image, degrade, quantize
+from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
+from deblur.faces import haar_has_face
+from deblur.metrics import psnr, ssim
+
+if TYPE_CHECKING:  # type hints only: audit.engine imports this module
+    from audit.engine import AuditConfig, Gallery
+
+__all__ = ["AuditStep", "CleanFace", "Setting", "StepRunner", "finish_rows", "fixed_batch", "measure_chunk",
+           "prepare_face", "resolve_restorers", "restore_chunk", "to_crop"]
+
+CROP_SIZE = 128
+Item = tuple[str, np.ndarray, Mapping[str, str]]  # image id, photo, labels
+
+
+@dataclass
+class CleanFace:
+    """One clean face after the first pass.
+
+    Attributes:
+        image_id: id of the image.
+        image: ``128x128x3`` face crop (or ``None`` if no face was found).
+        embedding: clean embedding (``None``: no face; its rows get status ``no_face_clean``).
+        landmarks: five dlib landmarks of the crop, if known (for the skin region).
+        groups: group column → group value (labels and predictions).
+        info: supporting values (predicted age, ITA, skin L*, why skin was unusable...).
+    """
+
+    image_id: str
+    image: np.ndarray | None
+    embedding: np.ndarray | None
+    landmarks: np.ndarray | None
+    groups: dict[str, str]
+    info: dict = field(default_factory=dict)
+
+
+def to_crop(img: np.ndarray, crop: str = "auto", size: int = CROP_SIZE) -> np.ndarray | None:
+    """Face crop of a photo: ``"whole"`` (already an aligned crop), ``"detect"`` (MTCNN), ``"auto"``.
+
+    ``"auto"`` treats square images up to 256 px as aligned crops and detects faces in anything else.
+
+    Returns:
+        ``size x size x 3`` float32 crop, or ``None`` when no face is detected.
+    """
+    if crop not in ("auto", "whole", "detect"):
+        raise ValueError(f"crop must be 'auto', 'whole' or 'detect', got {crop!r}")
+    img = as_image(img)
+    h, w = img.shape[:2]
+    if crop == "whole" or (crop == "auto" and h == w and h <= 256):
+        if (h, w) == (size, size):
+            return img
+        return np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_CUBIC),
+                       0, 1).astype(np.float32)
+    from deblur.faces import NoFaceError, face_crop
+
+    try:
+        return face_crop(img, size).image
+    except NoFaceError:
+        return None
+
+
+def prepare_face(img: np.ndarray | None, image_id: str, embedder: Embedder, *, labels: Mapping[str, str] | None = None,
+                 predict: Sequence[str] = PREDICTED_ATTRIBUTES, crop: str = "auto",
+                 require_detection: bool = True) -> CleanFace:
+    """First pass for one image: crop, check there is a face, embed, and form its groups.
+
+    Args:
+        img: the photo or face crop (``None``: unreadable, treated as no face).
+        image_id: its id.
+        embedder: face embedder.
+        labels: ground-truth group columns of this image (already strings).
+        predict: predicted attributes to add (see :data:`audit.groups.PREDICTED_ATTRIBUTES`).
+        crop: see :func:`to_crop`.
+        require_detection: the clean crop must pass OpenCV's frontal-face Haar cascade (the study's filter);
+            whole-crop embedders would otherwise embed a picture without a face.
+    """
+    groups = dict(labels or {})
+    face = to_crop(img, crop) if img is not None else None
+    if face is not None and require_detection and not haar_has_face(face):
+        face = None
+    if face is None:
+        for attr in predict:
+            groups.setdefault(attr, "no_face")
+        return CleanFace(image_id, None, None, None, groups, {"reason": "no face in the clean image"})
+    embedding = embedder.embed(face)
+    landmarks = embedder.landmarks(face) if hasattr(embedder, "landmarks") else None
+    info: dict = {}
+    if predict:
+        predicted = predict_groups(face, landmarks, predict)
+        for attr in predict:
+            groups[attr] = str(predicted.pop(attr))
+        info.update(predicted)
+    if embedding is None:
+        info["reason"] = "the embedder found no face in the clean crop"
+    return CleanFace(image_id, face, embedding, landmarks, groups, info)
+
+
+def restorer_meta(restorer) -> dict:
+    """The row fields naming a restorer."""
+    return {"model": restorer.name, "model_family": getattr(restorer, "family", ""),
+            "uses_strength": bool(getattr(restorer, "uses_strength", False))}
+
+
+@dataclass
+class Setting:
+    """One degradation × strength of one face: the degraded image and each restorer's output.
+
+    Attributes:
+        kind, strength: the degradation.
+        degraded: the degraded (8-bit quantised) face.
+        outputs: restorer name → restored image, or ``"error:..."`` when the restorer failed on it.
+        seconds: restorer name → restore time per image (the batch's time shared by its images).
+    """
+
+    kind: str
+    strength: float
+    degraded: np.ndarray
+    outputs: dict[str, np.ndarray | str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def fixed_batch(fn, imgs: np.ndarray, size: int) -> np.ndarray:
+    """``fn(imgs)`` on batches of exactly ``size`` images (the last one padded by repeating its last image).
+
+    Why: a network's output for one image depends on the batch *size* it runs in (the 7th digit, through
+    oneDNN's blocking) but not on the other images; fixed-size batches make every engine, chunking and worker
+    count give bit-identical rows.
+    """
+    out = []
+    for i in range(0, len(imgs), size):
+        part = imgs[i:i + size]
+        pad = size - len(part)
+        batch = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
+        out.append(np.asarray(fn(batch))[:len(part)])
+    return np.concatenate(out) if out else imgs[:0]
+
+
+def _restore_many(restorer, degraded: np.ndarray, strength: float) -> list[np.ndarray | str]:
+    """Restore a stack of images with one restorer; a failing batch is retried image by image so each
+    image gets its own error status."""
+    given = float(strength) if getattr(restorer, "uses_strength", False) else None
+
+    def one(img):
+        try:
+            return as_image(restorer.restore(img, given), name=f"output of {restorer.name}")
+        except Exception as exc:  # noqa: BLE001 - one failing restorer must not stop the audit
+            return f"error:{type(exc).__name__}: {exc}"[:300]
+
+    if not hasattr(restorer, "restore_batch"):
+        return [one(img) for img in degraded]
+    try:
+        strengths = None if given is None else [given]
+        out = fixed_batch(lambda b: restorer.restore_batch(b, strengths), degraded,
+                           int(getattr(restorer, "batch_size", 1) or 1))
+        return [as_image(x, name=f"output of {restorer.name}") for x in out]
+    except Exception:  # noqa: BLE001 - isolate the failing image(s); each gets its error in its row
+        return [one(img) for img in degraded]
+
+
+def restore_chunk(cleans: Sequence[CleanFace], restorers: Mapping[str, Mapping[str, object]],
+                  degradations: Mapping[str, Sequence[float]]) -> list[list[Setting]]:
+    """Degrade every face of a chunk at every setting and restore each setting's batch with every restorer.
+
+    The first half of the per-image step (the part a GPU speeds up). Faces without a clean face get no settings.
+
+    Returns:
+        One list of :class:`Setting` per face, in the order of ``degradations`` × strengths.
+    """
+    faces = [k for k, c in enumerate(cleans) if c.embedding is not None and c.image is not None]
+    out: list[list[Setting]] = [[] for _ in cleans]
+    for kind, strengths in degradations.items():
+        for strength in strengths:
+            settings = [Setting(kind, float(strength), quantize(degrade(cleans[k].image, kind, strength)))
+                        for k in faces]
+            stack = np.stack([s.degraded for s in settings]) if settings else None
+            for name, restorer in restorers.get(kind, {}).items():
+                if stack is None:
+                    continue
+                start = time.perf_counter()
+                restored = _restore_many(restorer, stack, strength)
+                per_image = (time.perf_counter() - start) / len(settings)
+                for s, r in zip(settings, restored, strict=True):
+                    s.outputs[name] = r
+                    s.seconds[name] = per_image
+            for k, s in zip(faces, settings, strict=True):
+                out[k].append(s)
+    return out
+
+
+def _embed_all(embedder: Embedder, imgs: list[np.ndarray]) -> list[np.ndarray | None]:
+    return embedder.embed_batch(imgs) if imgs else []
+
+
+def measure_chunk(cleans: Sequence[CleanFace], settings: Sequence[Sequence[Setting]],
+                  restorers: Mapping[str, Mapping[str, object]], degradations: Mapping[str, Sequence[float]],
+                  embedder: Embedder) -> list[list[dict]]:
+    """Embed and measure a chunk's degraded and restored faces: the second half of the per-image step.
+
+    The rows carry everything that does not need the gallery; :func:`finish_rows` adds the rest (threshold,
+    centred similarity, match, rank-1) where the gallery lives. Embeddings are computed with one batch call per
+    setting and restorer (dlib's batch descriptor call).
+
+    Returns:
+        One list of rows per face (see :func:`audit_image`).
+    """
+    out: list[list[dict]] = []
+    for clean, face_settings in zip(cleans, settings, strict=True):
+        base = {"image_id": clean.image_id, "embedder": embedder.name, **clean.groups}
+        rows: list[dict] = []
+        if clean.embedding is None or clean.image is None:
+            for kind, strengths in degradations.items():
+                for strength in strengths:
+                    for restorer in restorers.get(kind, {}).values():
+                        rows.append({**base, **restorer_meta(restorer), "degradation": kind,
+                                     "strength": float(strength), "status": "no_face_clean"})
+            out.append(rows)
+            continue
+        tone = skin_tone(clean.image, clean.landmarks)
+        emb_degs = _embed_all(embedder, [s.degraded for s in face_settings])
+        for s, emb_deg in zip(face_settings, emb_degs, strict=True):
+            deg_fields = {
+                "dist_degraded_clean": l2_distance(emb_deg, clean.embedding) if emb_deg is not None else math.nan,
+                "psnr_degraded": psnr(s.degraded, clean.image), "ssim_degraded": ssim(s.degraded, clean.image),
+                "_emb_degraded": emb_deg,
+            }
+            ok = {name: img for name, img in s.outputs.items()
+                  if not isinstance(img, str) and img.shape == clean.image.shape}
+            fresh = [name for name, img in ok.items() if not np.array_equal(img, s.degraded)]  # "none" reuses
+            start = time.perf_counter()
+            embs = dict(zip(fresh, _embed_all(embedder, [ok[n] for n in fresh]), strict=True))
+            embed_seconds = (time.perf_counter() - start) / max(len(fresh), 1)
+            for name, restorer in restorers.get(s.kind, {}).items():
+                row = {**base, **restorer_meta(restorer), "degradation": s.kind, "strength": s.strength,
+                       **deg_fields, "seconds": s.seconds.get(name, 0.0) + (embed_seconds if name in embs else 0.0)}
+                restored = s.outputs.get(name, "error:not restored")
+                if isinstance(restored, str):
+                    row["status"] = restored
+                elif name not in ok:
+                    row["status"] = (f"error:ValueError: {name} returned shape {restored.shape}, "
+                                     f"expected {clean.image.shape}")
+                else:
+                    row.update(_restored_fields(restored, embs.get(name, emb_deg), emb_deg, clean, tone))
+                rows.append(row)
+        out.append(rows)
+    return out
+
+
+def _restored_fields(restored, emb, emb_deg, clean: CleanFace, tone) -> dict:
+    out = {"psnr_restored": psnr(restored, clean.image), "ssim_restored": ssim(restored, clean.image),
+           "face_detected_restored": haar_has_face(restored), "_emb_restored": emb}
+    restored_tone = skin_tone(restored, pixels=tone.pixels) if tone.n_pixels else None
+    if restored_tone is not None and np.isfinite(tone.ita):
+        out.update({"ita_clean": tone.ita, "ita_restored": restored_tone.ita,
+                    "delta_ita": restored_tone.ita - tone.ita, "lightness_clean": tone.lightness,
+                    "delta_lightness": restored_tone.lightness - tone.lightness})
+    if emb is None:
+        out.update({"status": "no_face_restored"})
+        return out
+    d = l2_distance(emb, clean.embedding)
+    out.update({
+        "status": "ok", "dist_restored_clean": d,
+        "dist_restored_degraded": l2_distance(emb, emb_deg) if emb_deg is not None else math.nan,
+        "drift": d - l2_distance(emb_deg, clean.embedding) if emb_deg is not None else math.nan,
+    })
+    return out
+
+
+def finish_rows(rows: Sequence[dict], gallery: Gallery) -> list[dict]:
+    """Add the gallery's part to rows from :func:`measure_chunk`: threshold, centred similarity, match, rank-1.
+
+    Runs where the gallery is (the driver), so workers never need every clean embedding.
+    """
+    done = []
+    for row in rows:
+        row = dict(row)
+        emb_deg, emb = row.pop("_emb_degraded", None), row.pop("_emb_restored", None)
+        row["threshold"] = gallery.threshold.distance if gallery.threshold else math.nan
+        if row.get("status") == "no_face_clean" or "dist_degraded_clean" not in row:
+            done.append(row)
+            continue
+        own_id = row["image_id"]
+        clean_emb = gallery.embedding_of(own_id)
+        row["sim_degraded_clean"] = (centred_cosine(emb_deg, clean_emb, gallery.centre) if emb_deg is not None
+                                     else math.nan)
+        row["match_degraded"] = gallery.matches(row["dist_degraded_clean"]) if gallery.threshold else None
+        row["rank1_degraded"] = gallery.rank1(emb_deg, own_id)
+        if row.get("status") == "ok":
+            row["sim_restored_clean"] = centred_cosine(emb, clean_emb, gallery.centre)
+            row["match_restored"] = gallery.matches(row["dist_restored_clean"]) if gallery.threshold else None
+            row["rank1_restored"] = gallery.rank1(emb, own_id)
+        elif row.get("status") == "no_face_restored":
+            row["match_restored"] = False if gallery.threshold else None
+            row["rank1_restored"] = False
+        done.append(row)
+    return done
+
+
+def resolve_restorers(models: Sequence[str] | None, kinds: Sequence[str]) -> dict[str, dict[str, object]]:
+    """Restorers per degradation kind, from :func:`deblur.restore.restorers_for` (learned + classical + ``none``).
+
+    Raises:
+        ValueError: if a requested model name is not available for any of ``kinds`` (lists the known ones).
+    """
+    from deblur.restore import restorers_for
+
+    available = {kind: restorers_for(kind) for kind in kinds}
+    known = sorted({name for found in available.values() for name in found})
+    if models is None:
+        return available
+    unknown = [m for m in models if m not in known]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown} for degradations {list(kinds)}; known: {known}")
+    return {kind: {m: found[m] for m in models if m in found} for kind, found in available.items()}
+
+
+@dataclass(frozen=True)
+class AuditStep:
+    """What a worker needs to run the per-image step: small and picklable; heavy parts load once per process.
+
+    Attributes:
+        embedder: embedder name; models: restorer names (``None``: all); degradations: ``((kind, strengths), ...)``;
+        predict, crop: see :class:`AuditConfig`; batch_size: faces per batch of the engines.
+    """
+
+    embedder: str
+    models: tuple[str, ...] | None
+    degradations: tuple[tuple[str, tuple[float, ...]], ...]
+    predict: tuple[str, ...]
+    crop: str
+    batch_size: int = 16
+
+    @classmethod
+    def from_config(cls, config: AuditConfig, batch_size: int = 16) -> AuditStep:
+        return cls(config.embedder, tuple(config.models) if config.models else None,
+                   tuple((k, tuple(float(s) for s in v)) for k, v in config.degradations.items()),
+                   tuple(config.predict), config.crop, int(batch_size))
+
+
+class StepRunner:
+    """An :class:`AuditStep` with its embedder and restorers loaded (once, on first use) in this process."""
+
+    def __init__(self, step: AuditStep):
+        self.step = step
+        self.degradations = {k: v for k, v in step.degradations}
+        self._embedder: Embedder | None = None
+        self._restorers: dict | None = None
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = get_embedder(self.step.embedder)
+        return self._embedder
+
+    @property
+    def restorers(self) -> dict:
+        if self._restorers is None:
+            self._restorers = resolve_restorers(self.step.models, list(self.degradations))
+        return self._restorers
+
+    def clean(self, items: Sequence[Item]) -> list[CleanFace]:
+        """First pass of a batch of photos."""
+        return [prepare_face(img, image_id, self.embedder, labels=labels, predict=self.step.predict,
+                             crop=self.step.crop) for image_id, img, labels in items]
+
+    def restore(self, cleans: Sequence[CleanFace]) -> list[list[Setting]]:
+        return restore_chunk(cleans, self.restorers, self.degradations)
+
+    def measure(self, cleans: Sequence[CleanFace], settings: Sequence[Sequence[Setting]]) -> list[list[dict]]:
+        """Gallery-free rows (see :func:`measure_chunk`) of a batch, one list per face.
+
+        A batch that raises is redone face by face; a face that still raises gets one ``error:`` row (with the
+        traceback on stderr) and the audit goes on.
+        """
+        try:
+            return measure_chunk(cleans, settings, self.restorers, self.degradations, self.embedder)
+        except Exception as exc:  # noqa: BLE001 - count and go on
+            if len(cleans) > 1:
+                return [rows for c, s in zip(cleans, settings, strict=True) for rows in self.measure([c], [s])]
+            traceback.print_exc()
+            c = cleans[0]
+            return [[{"image_id": c.image_id, "embedder": self.embedder.name, **c.groups,
+                      "status": f"error:{type(exc).__name__}: {exc}"[:300]}]]
+
+    def audit(self, cleans: Sequence[CleanFace]) -> list[list[dict]]:
+        """Both halves of the per-image step on a batch of clean faces, one list of rows per face."""
+        return self.measure(cleans, self.restore(cleans))
