@@ -5,6 +5,7 @@ Examples::
     python -m audit                                     # built-in generated faces, test split, defaults
     python -m audit --data photos/ --labels photos/labels.csv --models wiener none \\
         --degradations gaussian motion --strengths gaussian=2,4,6 motion=9,15 --out results/my_audit
+    python -m audit --models none --external mine=mypkg.restore:fn --external 'remote=http://127.0.0.1:7860/#/predict'
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 
 from audit.engine import DEFAULT_DEGRADATIONS, AuditConfig, run_audit
 from audit.groups import PREDICTED_ATTRIBUTES
+from deblur.external.spec import DEFAULT_CONCURRENCY
 
 __all__ = ["build_parser", "main", "parse_strengths"]
 
@@ -85,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plotlyjs", default="inline", choices=("inline", "cdn"),
                    help="embed plotly.js in figures.html (works offline) or load it from a CDN")
     p.add_argument("--no-contact-sheets", action="store_true", help="skip the skin-tone-bin contact sheets")
+    p.add_argument("--external", action="append", default=[], metavar="NAME=SPEC",
+                   help="audit an external restorer too (repeatable): NAME=module:callable, "
+                        "NAME=http://host:port/#/api_name or NAME=owner/space#/api_name, options after '?' "
+                        "(nonblind, timeout=S, retries=N, rate=R, concurrency=N, kinds=a+b, out=K); "
+                        "see docs/EXTERNAL.md")
+    p.add_argument("--external-concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                   help="calls in flight per external restorer")
     p.add_argument("--rebuild-report", metavar="DIR",
                    help="only recompute groups.csv and figures of a finished audit in DIR from its per_image.csv")
     return p
@@ -112,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              degradations=parse_strengths(args.degradations, args.strengths), embedder=args.embedder,
                              out=args.out, n=args.n, n_boot=args.boot, seed=args.seed, min_group_n=args.min_group_n,
                              fmr=args.fmr, predict=predict, crop=args.crop, reference=reference,
-                             contact_sheets=not args.no_contact_sheets, plotlyjs=args.plotlyjs)
+                             contact_sheets=not args.no_contact_sheets, plotlyjs=args.plotlyjs,
+                             external=args.external, external_concurrency=args.external_concurrency)
         config.validate()
     except ValueError as exc:
         parser.error(str(exc))  # exits with status 2 and the message
@@ -143,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if thr is not None:
         print(f"match threshold: L2 <= {thr.distance:.3f} (FMR {thr.fmr_observed:.3%} on {thr.n_impostor_pairs} "
               f"impostor pairs; target {thr.fmr_target:g})")
+    for model, counts in result.status_counts.items():
+        if set(counts) - {"ok", "no_face_restored", "no_face_clean"}:
+            print(f"{model}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) + " rows")
     for path in result.files:
         print(f"wrote {path}")
     return 0

@@ -45,11 +45,14 @@ from audit.step import (
 )
 from deblur.degrade import DEGRADATIONS, degrade
 from deblur.embed import Embedder
+from deblur.external import close_restorers, parse_external
+from deblur.external.spec import DEFAULT_CONCURRENCY
 
 # The per-image step lives in audit.step; CleanFace, prepare_face, resolve_restorers, to_crop and CROP_SIZE are
 # re-exported for existing callers.
 __all__ = ["CROP_SIZE", "AuditConfig", "AuditResult", "AuditStep", "CleanFace", "Engine", "Gallery", "ROW_FIELDS",
-           "SequentialEngine", "audit_image", "chunks", "prepare_face", "resolve_restorers", "run_audit", "to_crop"]
+           "SequentialEngine", "audit_image", "chunks", "count_statuses", "prepare_face", "resolve_restorers",
+           "run_audit", "to_crop"]
 
 DEFAULT_DEGRADATIONS: dict[str, tuple[float, ...]] = {"gaussian": (2, 4, 6), "pixelate": (4, 8), "motion": (9, 15)}
 
@@ -60,7 +63,7 @@ ROW_FIELDS = (
     "sim_restored_clean", "sim_degraded_clean", "threshold", "match_restored", "match_degraded",
     "rank1_restored", "rank1_degraded", "face_detected_restored", "psnr_restored", "ssim_restored",
     "psnr_degraded", "ssim_degraded", "ita_clean", "ita_restored", "delta_ita", "lightness_clean",
-    "delta_lightness", "seconds",
+    "delta_lightness", "seconds", "note",
 )
 
 
@@ -128,7 +131,9 @@ def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object
 
     Returns:
         Rows (dicts with :data:`ROW_FIELDS` plus the group columns). ``status`` is ``ok``,
-        ``no_face_clean``, ``no_face_restored`` or ``error:<message>``; no case is dropped.
+        ``no_face_clean``, ``no_face_restored``, ``error:<reason>`` for a failed external call (reasons in
+        :data:`deblur.external.FAILURE_REASONS`, details in ``note``) or ``error:<Type>: <message>``; no case
+        is dropped. ``note`` also says when an external output was resized back.
     """
     settings = restore_chunk([clean], restorers, degradations)
     return finish_rows(measure_chunk([clean], settings, restorers, degradations, embedder)[0], gallery)
@@ -160,6 +165,8 @@ class AuditConfig:
         reference: attribute → reference group (default: the largest group).
         contact_sheets: write contact sheets of the predicted skin-tone bins.
         plotlyjs: ``"inline"`` (figures.html works offline) or ``"cdn"`` (small file, needs internet to view).
+        external: external restorer specs ``NAME=SPEC`` (:mod:`deblur.external`), audited next to ours.
+        external_concurrency: calls in flight per external restorer (a spec's ``concurrency=`` overrides it).
     """
 
     data: str = "builtin"
@@ -179,6 +186,8 @@ class AuditConfig:
     reference: Mapping[str, str] = field(default_factory=dict)
     contact_sheets: bool = True
     plotlyjs: str = "inline"
+    external: Sequence[str] = ()
+    external_concurrency: int = DEFAULT_CONCURRENCY
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a helpful message for a bad setting."""
@@ -193,6 +202,10 @@ class AuditConfig:
             raise ValueError(f"n_boot must be >= 1, got {self.n_boot}")
         if not 0 < self.fmr < 1:
             raise ValueError(f"fmr must be in (0, 1), got {self.fmr}")
+        if self.external_concurrency < 1:
+            raise ValueError(f"external_concurrency must be >= 1, got {self.external_concurrency}")
+        for spec in self.external:
+            parse_external(spec)  # raises with the syntax
 
 
 @dataclass
@@ -211,6 +224,22 @@ class AuditResult:
     group_table: object = None  # pandas DataFrame of the group report
     n_resumed: int = 0  # images whose rows were kept from an earlier run (--resume)
     engine: str = "sequential"
+    status_counts: dict = field(default_factory=dict)  # model -> {status kind -> rows}, e.g. "error:timeout"
+
+
+def count_statuses(per_image_csv: str | Path) -> dict[str, dict[str, int]]:
+    """Rows per model and status kind of a ``per_image.csv``: ``{"mine": {"ok": 12, "error:timeout": 2}}``.
+
+    The kind of ``"error:ValueError: message"`` is ``"error:ValueError"``; external failures are already short
+    (``"error:timeout"``).
+    """
+    counts: dict[str, dict[str, int]] = {}
+    with open(per_image_csv, newline="") as fh:
+        for row in csv.DictReader(fh):
+            kind = str(row.get("status", "")).split(": ", 1)[0]
+            tally = counts.setdefault(row.get("model") or "", {})
+            tally[kind] = tally.get(kind, 0) + 1
+    return counts
 
 
 def _items(config: AuditConfig):
@@ -299,6 +328,8 @@ class SequentialEngine:
             yield from self._runner(step).audit(part)
 
     def close(self) -> None:
+        for runner in self._runners.values():
+            runner.close()
         self._runners.clear()
 
     def __enter__(self) -> SequentialEngine:
@@ -364,7 +395,7 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None, *, engine
     Returns:
         An :class:`AuditResult` (paths, threshold, counts).
     """
-    from audit import report
+    from audit import report  # audit.report imports this module's AuditConfig
 
     config.validate()
     start = time.perf_counter()
@@ -373,7 +404,11 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None, *, engine
     per_image = out / "per_image.csv"
     if resume and not per_image.is_file():
         raise FileNotFoundError(f"--resume: {per_image} does not exist; run without --resume to start the audit")
-    restorers = resolve_restorers(config.models, list(config.degradations))  # fails early on unknown names
+    # Resolved here too: unknown names and unreachable external restorers fail before any work.
+    restorers = resolve_restorers(config.models, list(config.degradations), config.external,
+                                  config.external_concurrency)
+    wanted = expected_settings(restorers, config.degradations)
+    close_restorers(restorers)
     step = AuditStep.from_config(config, batch_size)
     own = engine is None
     engine = engine or SequentialEngine()
@@ -405,8 +440,7 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None, *, engine
         fields = list(ROW_FIELDS) + [c for c in group_columns if c not in ROW_FIELDS]
         kept, done_ids = ([], set())
         if resume:
-            kept, done_ids = _resume_rows(per_image, fields, expected_settings(restorers, config.degradations),
-                                          gallery.threshold)
+            kept, done_ids = _resume_rows(per_image, fields, wanted, gallery.threshold)
         todo = [c for c in cleans if c.image_id not in done_ids]
         with per_image.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
@@ -448,4 +482,4 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None, *, engine
     files = report.write_report(out, per_image, run_info, config, cleans=cleans)
     return AuditResult(out, per_image, out / "groups.csv", gallery.threshold, len(cleans),
                        len(cleans) - len(with_face), skipped, files, time.perf_counter() - start,
-                       n_resumed=len(done_ids), engine=engine.name)
+                       status_counts=count_statuses(per_image), n_resumed=len(done_ids), engine=engine.name)

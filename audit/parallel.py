@@ -17,6 +17,8 @@ column differs.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.util
 import os
 import pickle
 from collections.abc import Iterable, Iterator, Sequence
@@ -53,7 +55,12 @@ _RUNNERS: dict[AuditStep, StepRunner] = {}  # per worker process: the loaded res
 
 
 def _work(stage: str, step: AuditStep, batch: list) -> list:
-    runner = _RUNNERS.get(step) or _RUNNERS.setdefault(step, StepRunner(step))
+    runner = _RUNNERS.get(step)
+    if runner is None:
+        runner = _RUNNERS[step] = StepRunner(step)
+        # Pool workers leave through os._exit, which skips atexit: close external restorers' temporary folders
+        # with multiprocessing's own exit hook.
+        multiprocessing.util.Finalize(runner, runner.close, exitpriority=10)
     return getattr(runner, stage)(batch)
 
 
@@ -74,8 +81,6 @@ class LocalPool:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            import multiprocessing
-
             # spawn, not fork: forking a process that already runs torch/OpenMP threads can hang the children.
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=limit_threads)
@@ -217,6 +222,9 @@ class RayEngine:
             yield pickle.loads(row[column])
 
     def clean(self, step: AuditStep, items: Iterable[Item]) -> Iterator[CleanFace]:
+        if step.external:
+            raise ValueError("--engine ray does not run --external restorers (they call a service with their own "
+                             "bounded concurrency and temporary files); use --engine local")
         ray = self._connect()
         rows = [{"image_id": item[0], "item": pickle.dumps(item)} for item in items]
         if not rows:

@@ -25,6 +25,7 @@ import numpy as np
 from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
 from deblur.degrade import as_image, degrade, quantize
 from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
+from deblur.external import RestoreOutcome, close_restorers, external_restorers, parse_external, restore_outcomes
 from deblur.faces import haar_has_face
 from deblur.metrics import psnr, ssim
 
@@ -128,20 +129,19 @@ def restorer_meta(restorer) -> dict:
 
 @dataclass
 class Setting:
-    """One degradation × strength of one face: the degraded image and each restorer's output.
+    """One degradation × strength of one face: the degraded image and each restorer's outcome.
 
     Attributes:
         kind, strength: the degradation.
         degraded: the degraded (8-bit quantised) face.
-        outputs: restorer name → restored image, or ``"error:..."`` when the restorer failed on it.
-        seconds: restorer name → restore time per image (the batch's time shared by its images).
+        outcomes: restorer name → its :class:`deblur.external.RestoreOutcome` (image, or failure status and note;
+            ``seconds`` is the batch's time shared by its images).
     """
 
     kind: str
     strength: float
     degraded: np.ndarray
-    outputs: dict[str, np.ndarray | str] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
+    outcomes: dict[str, RestoreOutcome] = field(default_factory=dict)
 
 
 def fixed_batch(fn, imgs: np.ndarray, size: int) -> np.ndarray:
@@ -160,26 +160,24 @@ def fixed_batch(fn, imgs: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate(out) if out else imgs[:0]
 
 
-def _restore_many(restorer, degraded: np.ndarray, strength: float) -> list[np.ndarray | str]:
-    """Restore a stack of images with one restorer; a failing batch is retried image by image so each
-    image gets its own error status."""
+def restore_many(restorer, degraded: np.ndarray, strength: float) -> list[RestoreOutcome]:
+    """Outcomes of one restorer on a stack of images degraded at ``strength``.
+
+    Restorers with a batch path (learned, classical, ``none``) run it on fixed-size batches; a batch that
+    raises is redone image by image so each image gets its own status. External restorers use their own
+    concurrent path (:func:`deblur.external.restore_outcomes`).
+    """
     given = float(strength) if getattr(restorer, "uses_strength", False) else None
-
-    def one(img):
+    if hasattr(restorer, "restore_batch") and not hasattr(restorer, "restore_outcomes"):
+        start = time.perf_counter()
         try:
-            return as_image(restorer.restore(img, given), name=f"output of {restorer.name}")
-        except Exception as exc:  # noqa: BLE001 - one failing restorer must not stop the audit
-            return f"error:{type(exc).__name__}: {exc}"[:300]
-
-    if not hasattr(restorer, "restore_batch"):
-        return [one(img) for img in degraded]
-    try:
-        strengths = None if given is None else [given]
-        out = fixed_batch(lambda b: restorer.restore_batch(b, strengths), degraded,
-                           int(getattr(restorer, "batch_size", 1) or 1))
-        return [as_image(x, name=f"output of {restorer.name}") for x in out]
-    except Exception:  # noqa: BLE001 - isolate the failing image(s); each gets its error in its row
-        return [one(img) for img in degraded]
+            out = fixed_batch(lambda b: restorer.restore_batch(b, None if given is None else [given]), degraded,
+                              int(getattr(restorer, "batch_size", 1) or 1))
+            each = (time.perf_counter() - start) / max(len(degraded), 1)
+            return [RestoreOutcome(as_image(x, name=f"output of {restorer.name}"), seconds=each) for x in out]
+        except Exception:  # noqa: BLE001 - isolate the failing image(s) below; each gets its error in its row
+            pass
+    return restore_outcomes(restorer, list(degraded), [given] * len(degraded))
 
 
 def restore_chunk(cleans: Sequence[CleanFace], restorers: Mapping[str, Mapping[str, object]],
@@ -193,20 +191,16 @@ def restore_chunk(cleans: Sequence[CleanFace], restorers: Mapping[str, Mapping[s
     """
     faces = [k for k, c in enumerate(cleans) if c.embedding is not None and c.image is not None]
     out: list[list[Setting]] = [[] for _ in cleans]
+    if not faces:
+        return out
     for kind, strengths in degradations.items():
         for strength in strengths:
             settings = [Setting(kind, float(strength), quantize(degrade(cleans[k].image, kind, strength)))
                         for k in faces]
-            stack = np.stack([s.degraded for s in settings]) if settings else None
+            stack = np.stack([s.degraded for s in settings])
             for name, restorer in restorers.get(kind, {}).items():
-                if stack is None:
-                    continue
-                start = time.perf_counter()
-                restored = _restore_many(restorer, stack, strength)
-                per_image = (time.perf_counter() - start) / len(settings)
-                for s, r in zip(settings, restored, strict=True):
-                    s.outputs[name] = r
-                    s.seconds[name] = per_image
+                for s, outcome in zip(settings, restore_many(restorer, stack, strength), strict=True):
+                    s.outcomes[name] = outcome
             for k, s in zip(faces, settings, strict=True):
                 out[k].append(s)
     return out
@@ -248,23 +242,18 @@ def measure_chunk(cleans: Sequence[CleanFace], settings: Sequence[Sequence[Setti
                 "psnr_degraded": psnr(s.degraded, clean.image), "ssim_degraded": ssim(s.degraded, clean.image),
                 "_emb_degraded": emb_deg,
             }
-            ok = {name: img for name, img in s.outputs.items()
-                  if not isinstance(img, str) and img.shape == clean.image.shape}
+            ok = {name: o.image for name, o in s.outcomes.items() if o.ok}
             fresh = [name for name, img in ok.items() if not np.array_equal(img, s.degraded)]  # "none" reuses
             start = time.perf_counter()
             embs = dict(zip(fresh, _embed_all(embedder, [ok[n] for n in fresh]), strict=True))
             embed_seconds = (time.perf_counter() - start) / max(len(fresh), 1)
             for name, restorer in restorers.get(s.kind, {}).items():
+                outcome = s.outcomes[name]
                 row = {**base, **restorer_meta(restorer), "degradation": s.kind, "strength": s.strength,
-                       **deg_fields, "seconds": s.seconds.get(name, 0.0) + (embed_seconds if name in embs else 0.0)}
-                restored = s.outputs.get(name, "error:not restored")
-                if isinstance(restored, str):
-                    row["status"] = restored
-                elif name not in ok:
-                    row["status"] = (f"error:ValueError: {name} returned shape {restored.shape}, "
-                                     f"expected {clean.image.shape}")
-                else:
-                    row.update(_restored_fields(restored, embs.get(name, emb_deg), emb_deg, clean, tone))
+                       **deg_fields, "status": outcome.status, "note": outcome.note,
+                       "seconds": outcome.seconds + (embed_seconds if name in embs else 0.0)}
+                if outcome.ok:
+                    row.update(_restored_fields(outcome.image, embs.get(name, emb_deg), emb_deg, clean, tone))
                 rows.append(row)
         out.append(rows)
     return out
@@ -320,22 +309,31 @@ def finish_rows(rows: Sequence[dict], gallery: Gallery) -> list[dict]:
     return done
 
 
-def resolve_restorers(models: Sequence[str] | None, kinds: Sequence[str]) -> dict[str, dict[str, object]]:
-    """Restorers per degradation kind, from :func:`deblur.restore.restorers_for` (learned + classical + ``none``).
+def resolve_restorers(models: Sequence[str] | None, kinds: Sequence[str], external: Sequence[str] = (),
+                      external_concurrency: int | None = None) -> dict[str, dict[str, object]]:
+    """Restorers per degradation kind: :func:`deblur.restore.restorers_for` (learned + classical + ``none``)
+    plus the ``external`` specs (always included; imported / connected now).
 
     Raises:
-        ValueError: if a requested model name is not available for any of ``kinds`` (lists the known ones).
+        ValueError: if a requested model name is not available for any of ``kinds`` (lists the known ones),
+            or an external spec is bad, unreachable or reuses a built-in name.
     """
     from deblur.restore import restorers_for
 
     available = {kind: restorers_for(kind) for kind in kinds}
     known = sorted({name for found in available.values() for name in found})
-    if models is None:
-        return available
-    unknown = [m for m in models if m not in known]
-    if unknown:
-        raise ValueError(f"unknown model(s) {unknown} for degradations {list(kinds)}; known: {known}")
-    return {kind: {m: found[m] for m in models if m in found} for kind, found in available.items()}
+    outside = [parse_external(spec).name for spec in external]
+    clash = sorted(set(outside) & set(known))
+    if clash:
+        raise ValueError(f"external restorer name(s) {clash} are taken by built-in restorers; pick other NAME=")
+    if models is not None:
+        unknown = [m for m in models if m not in known and m not in outside]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown} for degradations {list(kinds)}; known: {known}")
+        available = {kind: {m: found[m] for m in models if m in found} for kind, found in available.items()}
+    for kind, found in external_restorers(external, kinds, concurrency=external_concurrency).items():
+        available[kind].update(found)
+    return available
 
 
 @dataclass(frozen=True)
@@ -344,7 +342,8 @@ class AuditStep:
 
     Attributes:
         embedder: embedder name; models: restorer names (``None``: all); degradations: ``((kind, strengths), ...)``;
-        predict, crop: see :class:`AuditConfig`; batch_size: faces per batch of the engines.
+        predict, crop, external, external_concurrency: see :class:`AuditConfig`;
+        batch_size: faces per batch of the engines.
     """
 
     embedder: str
@@ -353,12 +352,17 @@ class AuditStep:
     predict: tuple[str, ...]
     crop: str
     batch_size: int = 16
+    external: tuple[str, ...] = ()
+    external_concurrency: int | None = None
 
     @classmethod
     def from_config(cls, config: AuditConfig, batch_size: int = 16) -> AuditStep:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         return cls(config.embedder, tuple(config.models) if config.models else None,
                    tuple((k, tuple(float(s) for s in v)) for k, v in config.degradations.items()),
-                   tuple(config.predict), config.crop, int(batch_size))
+                   tuple(config.predict), config.crop, int(batch_size), tuple(config.external),
+                   config.external_concurrency)
 
 
 class StepRunner:
@@ -379,8 +383,15 @@ class StepRunner:
     @property
     def restorers(self) -> dict:
         if self._restorers is None:
-            self._restorers = resolve_restorers(self.step.models, list(self.degradations))
+            self._restorers = resolve_restorers(self.step.models, list(self.degradations), self.step.external,
+                                                self.step.external_concurrency)
         return self._restorers
+
+    def close(self) -> None:
+        """Close the external restorers' runners (threads, temporary folders)."""
+        if self._restorers is not None:
+            close_restorers(self._restorers)
+            self._restorers = None
 
     def clean(self, items: Sequence[Item]) -> list[CleanFace]:
         """First pass of a batch of photos."""

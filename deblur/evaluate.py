@@ -23,12 +23,15 @@ import math
 import platform
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from deblur.degrade import STRENGTHS, degrade, quantize
+from deblur.external import close_restorers, external_restorers
+from deblur.external.spec import DEFAULT_CONCURRENCY
 from deblur.metrics import lpips_or_none, psnr, ssim
 
 __all__ = ["COLUMNS", "DEFAULT_STRENGTHS", "evaluate", "main", "parse_strengths", "write_markdown"]
@@ -43,7 +46,7 @@ COLUMNS = [
     "degradation", "strength", "restorer", "family", "uses_strength", "n",
     "psnr", "psnr_ci95", "ssim", "lpips", "id_l2", "id_n",
     "psnr_gain_vs_degraded", "psnr_gain_vs_best_classical", "ssim_gain_vs_degraded", "id_l2_change_vs_degraded",
-    "ms_per_face", "embedder",
+    "ms_per_face", "embedder", "n_failed", "failures",
 ]
 
 
@@ -89,7 +92,8 @@ def _mean(values: list[float]) -> float:
 
 def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights_dir: str | None = None,
              identity: bool = True, embedder_name: str = "dlib", log=print,
-             reuse: dict[tuple[str, float, str], dict] | None = None) -> tuple[list[dict], list[str]]:
+             reuse: dict[tuple[str, float, str], dict] | None = None,
+             extra: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
     """Score every restorer on ``clean`` faces for every degradation and strength.
 
     Args:
@@ -101,6 +105,8 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
         log: progress printer.
         reuse: rows of an earlier run keyed by ``(degradation, strength, restorer)``, used instead of
             recomputing (only pass deterministic restorers: classical and ``none``).
+        extra: more restorers per kind, e.g. :func:`deblur.external.external_restorers`; a failed external
+            call leaves its face out of that row's means and is counted in ``n_failed``/``failures``.
 
     Returns:
         ``(rows, notes)``: one dict per restorer x setting with :data:`COLUMNS`, and notes on what ran.
@@ -115,10 +121,19 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
         notes.append(note)
         clean_emb = [embedder.embed(x) for x in clean]
         notes.append(f"identity: {sum(e is None for e in clean_emb)} of {len(clean)} clean faces not embeddable")
+    rows, reused = _evaluate_all(clean, strengths, weights_dir, notes, lpips_fn, reuse, embedder, clean_emb,
+                                 extra or {}, log)
+    if reused:
+        notes.append(f"{reused} classical/none rows reused from the previous run in the same folder (deterministic)")
+    return rows, notes
+
+
+def _evaluate_all(clean, strengths, weights_dir, notes, lpips_fn, reuse, embedder, clean_emb, outside, log):
     rows: list[dict] = []
     reused = 0
     for kind, values in strengths.items():
         restorers, note = _restorers(kind, weights_dir)
+        restorers = {**restorers, **outside.get(kind, {})}
         if note not in notes:
             notes.append(note)
         for strength in values:
@@ -131,23 +146,32 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
                     continue
                 t0 = time.perf_counter()
                 given = [strength] * len(degraded) if restorer.uses_strength else None
-                out = np.asarray(restorer.restore_batch(degraded, given), np.float32)
+                if hasattr(restorer, "restore_outcomes"):  # external: concurrent, failures counted per face
+                    outcomes = restorer.restore_outcomes(list(degraded), given)
+                    keep = [i for i, o in enumerate(outcomes) if o.ok]
+                    failed = Counter(o.status for o in outcomes if not o.ok)
+                    out = np.array([outcomes[i].image for i in keep], np.float32)
+                else:
+                    keep, failed = list(range(len(degraded))), Counter()
+                    out = np.asarray(restorer.restore_batch(degraded, given), np.float32)
                 ms = (time.perf_counter() - t0) * 1000.0 / len(degraded)
-                p = [psnr(c, o) for c, o in zip(clean, out, strict=True)]
+                kept, kept_emb = clean[keep], [clean_emb[i] for i in keep] if clean_emb else []
+                p = [psnr(c, o) for c, o in zip(kept, out, strict=True)]
                 finite = [v for v in p if math.isfinite(v)]
                 row = {
                     "degradation": kind, "strength": strength, "restorer": name, "family": restorer.family,
-                    "uses_strength": bool(restorer.uses_strength), "n": len(clean), "psnr": _mean(p),
+                    "uses_strength": bool(restorer.uses_strength), "n": len(keep), "psnr": _mean(p),
                     "psnr_ci95": 1.96 * float(np.std(finite, ddof=1)) / math.sqrt(len(finite))
                     if len(finite) > 1 else float("nan"),
-                    "ssim": _mean([ssim(c, o) for c, o in zip(clean, out, strict=True)]),
-                    "lpips": _mean([lpips_fn(c, o) for c, o in zip(clean, out, strict=True)]) if lpips_fn else "",
+                    "ssim": _mean([ssim(c, o) for c, o in zip(kept, out, strict=True)]),
+                    "lpips": _mean([lpips_fn(c, o) for c, o in zip(kept, out, strict=True)]) if lpips_fn else "",
                     "id_l2": "", "id_n": 0, "ms_per_face": ms,
                     "embedder": getattr(embedder, "name", "") if embedder else "",
+                    "n_failed": sum(failed.values()), "failures": "; ".join(f"{k}={v}" for k, v in failed.items()),
                 }
                 if embedder is not None:
                     dists = []
-                    for ref, o in zip(clean_emb, out, strict=True):
+                    for ref, o in zip(kept_emb, out, strict=True):
                         e = embedder.embed(o) if ref is not None else None
                         if e is not None:
                             dists.append(float(np.linalg.norm(e - ref)))
@@ -157,9 +181,7 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
                     f"id_l2 {row['id_l2'] if row['id_l2'] == '' else format(row['id_l2'], '.3f')} {ms:.1f} ms/face")
             _add_gains(block)
             rows.extend(block)
-    if reused:
-        notes.append(f"{reused} classical/none rows reused from the previous run in the same folder (deterministic)")
-    return rows, notes
+    return rows, reused
 
 
 def _load_reusable(path: Path, n: int) -> dict[tuple[str, float, str], dict]:
@@ -244,7 +266,8 @@ def write_markdown(rows: list[dict], path: Path, meta: dict) -> None:
         block = [r for r in rows if r["degradation"] == kind]
         block.sort(key=lambda r: (r["strength"], r["restorer"] != "none", r["family"] != "classical", -r["psnr"]))
         for r in block:
-            cells = [f"{r['strength']:g}", f"`{r['restorer']}`", "✓" if r["uses_strength"] else "",
+            failed = f" ({r['n_failed']} failed: {r['failures']})" if r.get("n_failed") else ""
+            cells = [f"{r['strength']:g}", f"`{r['restorer']}`{failed}", "✓" if r["uses_strength"] else "",
                      f"{r['psnr']:.2f} ± {r['psnr_ci95']:.2f}", f"{r['ssim']:.3f}"]
             if has_lpips:
                 cells.append(_fmt(r["lpips"], 3))
@@ -271,6 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true",
                     help="reuse classical/none rows of OUT/eval.csv from an earlier run on the same --n "
                          "(they are deterministic); learned models are always re-evaluated")
+    ap.add_argument("--external", action="append", default=[], metavar="NAME=SPEC",
+                    help="evaluate an external restorer too (repeatable): NAME=module:callable or "
+                         "NAME=http://host:port/#/api_name or NAME=owner/space#/api_name (see docs/EXTERNAL.md)")
+    ap.add_argument("--external-concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                    help="calls in flight per external restorer")
     args = ap.parse_args(argv)
     if args.n < 1:
         ap.error("--n must be >= 1")
@@ -287,8 +315,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     clean = test.floats()[: args.n]
     t0 = time.perf_counter()
     reuse = _load_reusable(args.out / "eval.csv", args.n) if args.reuse else {}
-    rows, notes = evaluate(clean, strengths, args.weights_dir, identity=not args.no_identity,
-                           embedder_name=args.embedder, reuse=reuse)
+    try:
+        outside = external_restorers(args.external, list(strengths), concurrency=args.external_concurrency)
+    except ValueError as err:  # a bad spec, an unimportable callable or an unreachable app
+        ap.error(str(err))
+    try:
+        rows, notes = evaluate(clean, strengths, args.weights_dir, identity=not args.no_identity,
+                               embedder_name=args.embedder, reuse=reuse, extra=outside)
+    finally:
+        close_restorers(outside)
     seconds = time.perf_counter() - t0
     meta = {"n": args.n, "faces_n": args.faces_n, "seed": args.seed, "split": "test", "strengths": strengths,
             "notes": notes, "seconds": seconds, "date": time.strftime("%Y-%m-%d %H:%M"),
