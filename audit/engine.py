@@ -442,6 +442,7 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None, *, engine
         if resume:
             kept, done_ids = _resume_rows(per_image, fields, wanted, gallery.threshold)
         todo = [c for c in cleans if c.image_id not in done_ids]
+        (out / "run.json").unlink(missing_ok=True)  # written last: its absence marks an unfinished audit
         with per_image.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()

@@ -17,6 +17,7 @@ column differs.
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import multiprocessing.util
 import os
@@ -29,7 +30,7 @@ from pathlib import Path
 from audit.engine import SequentialEngine, chunks
 from audit.step import AuditStep, CleanFace, Item, StepRunner
 
-__all__ = ["ENGINES", "LocalPool", "RayEngine", "make_engine"]
+__all__ = ["ENGINES", "LocalPool", "RayEngine", "add_engine_arguments", "engine_from_args", "make_engine"]
 
 ENGINES = ("local", "ray")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -272,3 +273,24 @@ def make_engine(engine: str = "local", workers: int | None = None, address: str 
         raise ValueError("--address joins a Ray cluster: use it with --engine ray")
     n = workers or os.cpu_count() or 1
     return SequentialEngine() if n == 1 else LocalPool(n)
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--engine/--workers/--address/--batch-size/--resume``, shared by ``python -m audit`` and ``audit.safety``."""
+    g = parser.add_argument_group("engine (same results whatever the engine)")
+    g.add_argument("--engine", choices=ENGINES, default="local",
+                   help="local: a process pool on this machine; ray: Ray Data actor pools (this machine or --address)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="worker processes / actors per pool (default: every core here, or the cluster's CPUs)")
+    g.add_argument("--address", default=None,
+                   help="join a running Ray cluster (the address `ray start --head` prints; 'auto' finds a local one)")
+    g.add_argument("--batch-size", type=int, default=16, help="faces per batch given to restorers and the embedder")
+    g.add_argument("--resume", action="store_true",
+                   help="keep the images already complete in OUT/per_image.csv and audit only the rest")
+
+
+def engine_from_args(args: argparse.Namespace):
+    """The engine the parsed ``--engine/--workers/--address`` ask for (see :func:`make_engine`)."""
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    return make_engine(args.engine, args.workers, args.address)

@@ -199,6 +199,8 @@ def write_report(out: Path, per_image_csv: Path, run_info: dict, config, cleans:
     """Write ``groups.csv``, ``figures.html``, ``run.json`` and contact sheets next to ``per_image.csv``."""
     out = Path(out)
     rows = pd.read_csv(per_image_csv, keep_default_na=True, dtype={"image_id": str})
+    # Engines append rows in the order images finish: sort so the bootstraps do not depend on it.
+    rows = rows.sort_values(["image_id", *SETTING], kind="stable").reset_index(drop=True)
     attributes = {a: s for a, s in run_info["label_source"].items()}
     table = summarize(rows, attributes, n_boot=config.n_boot, seed=config.seed, min_n=config.min_group_n,
                       reference=config.reference)
@@ -242,8 +244,12 @@ def rebuild(out: str | Path) -> list[Path]:
 
     out = Path(out)
     run_json = out / "run.json"
-    if not run_json.is_file() or not (out / "per_image.csv").is_file():
-        raise FileNotFoundError(f"{out} has no run.json and per_image.csv of a finished audit")
+    if not (out / "per_image.csv").is_file():
+        raise FileNotFoundError(f"{out} has no per_image.csv: it is not an audit folder (give the --out of an audit)")
+    if not run_json.is_file():
+        raise FileNotFoundError(f"the audit in {out} did not finish (per_image.csv but no run.json): rerun the same "
+                                f"python -m audit command with --out {out} --resume to finish it; that also writes "
+                                "the report")
     run_info = json.loads(run_json.read_text())
     config = AuditConfig(**{**run_info["config"], "contact_sheets": False})
     return write_report(out, out / "per_image.csv", run_info, config)

@@ -148,8 +148,8 @@ def fixed_batch(fn, imgs: np.ndarray, size: int) -> np.ndarray:
     """``fn(imgs)`` on batches of exactly ``size`` images (the last one padded by repeating its last image).
 
     Why: a network's output for one image depends on the batch *size* it runs in (the 7th digit, through
-    oneDNN's blocking) but not on the other images; fixed-size batches make every engine, chunking and worker
-    count give bit-identical rows.
+    oneDNN's blocking) but not on the other images in it; fixed-size batches make every engine, chunking and
+    worker count give bit-identical rows.
     """
     out = []
     for i in range(0, len(imgs), size):
@@ -160,11 +160,11 @@ def fixed_batch(fn, imgs: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate(out) if out else imgs[:0]
 
 
-def restore_many(restorer, degraded: np.ndarray, strength: float) -> list[RestoreOutcome]:
+def restore_many(restorer, degraded: np.ndarray, strength: float, batch_size: int) -> list[RestoreOutcome]:
     """Outcomes of one restorer on a stack of images degraded at ``strength``.
 
-    Restorers with a batch path (learned, classical, ``none``) run it on fixed-size batches; a batch that
-    raises is redone image by image so each image gets its own status. External restorers use their own
+    Restorers with a batch path (learned, classical, ``none``) run it on batches of exactly ``batch_size``; a
+    batch that raises is redone image by image so each image gets its own status. External restorers use their own
     concurrent path (:func:`deblur.external.restore_outcomes`).
     """
     given = float(strength) if getattr(restorer, "uses_strength", False) else None
@@ -172,7 +172,7 @@ def restore_many(restorer, degraded: np.ndarray, strength: float) -> list[Restor
         start = time.perf_counter()
         try:
             out = fixed_batch(lambda b: restorer.restore_batch(b, None if given is None else [given]), degraded,
-                              int(getattr(restorer, "batch_size", 1) or 1))
+                              batch_size)
             each = (time.perf_counter() - start) / max(len(degraded), 1)
             return [RestoreOutcome(as_image(x, name=f"output of {restorer.name}"), seconds=each) for x in out]
         except Exception:  # noqa: BLE001 - isolate the failing image(s) below; each gets its error in its row
@@ -181,10 +181,12 @@ def restore_many(restorer, degraded: np.ndarray, strength: float) -> list[Restor
 
 
 def restore_chunk(cleans: Sequence[CleanFace], restorers: Mapping[str, Mapping[str, object]],
-                  degradations: Mapping[str, Sequence[float]]) -> list[list[Setting]]:
+                  degradations: Mapping[str, Sequence[float]], batch_size: int = 1) -> list[list[Setting]]:
     """Degrade every face of a chunk at every setting and restore each setting's batch with every restorer.
 
     The first half of the per-image step (the part a GPU speeds up). Faces without a clean face get no settings.
+    Networks run on batches of exactly ``batch_size`` images (padded): the rows depend on ``batch_size`` (in the
+    7th digit) but not on how an engine splits the faces.
 
     Returns:
         One list of :class:`Setting` per face, in the order of ``degradations`` × strengths.
@@ -199,7 +201,7 @@ def restore_chunk(cleans: Sequence[CleanFace], restorers: Mapping[str, Mapping[s
                         for k in faces]
             stack = np.stack([s.degraded for s in settings])
             for name, restorer in restorers.get(kind, {}).items():
-                for s, outcome in zip(settings, restore_many(restorer, stack, strength), strict=True):
+                for s, outcome in zip(settings, restore_many(restorer, stack, strength, batch_size), strict=True):
                     s.outcomes[name] = outcome
             for k, s in zip(faces, settings, strict=True):
                 out[k].append(s)
@@ -399,7 +401,7 @@ class StepRunner:
                              crop=self.step.crop) for image_id, img, labels in items]
 
     def restore(self, cleans: Sequence[CleanFace]) -> list[list[Setting]]:
-        return restore_chunk(cleans, self.restorers, self.degradations)
+        return restore_chunk(cleans, self.restorers, self.degradations, self.step.batch_size)
 
     def measure(self, cleans: Sequence[CleanFace], settings: Sequence[Sequence[Setting]]) -> list[list[dict]]:
         """Gallery-free rows (see :func:`measure_chunk`) of a batch, one list per face.
