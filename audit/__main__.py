@@ -17,49 +17,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from audit.engine import DEFAULT_DEGRADATIONS, AuditConfig, run_audit
+from audit.config import AuditConfig
+from audit.engine import run_audit
 from audit.groups import PREDICTED_ATTRIBUTES
 from audit.parallel import add_engine_arguments, engine_from_args
 from deblur.external.spec import DEFAULT_CONCURRENCY
+from deblur.strengths import AUDIT_GRID, parse_strengths
 
-__all__ = ["build_parser", "main", "parse_strengths"]
-
-
-def parse_strengths(degradations: Sequence[str], tokens: Sequence[str] | None) -> dict[str, tuple[float, ...]]:
-    """Strengths per degradation from CLI tokens.
-
-    ``kind=a,b,c`` sets one kind's strengths; bare numbers apply to every kind without its own list. Kinds
-    with neither get their defaults (:data:`audit.engine.DEFAULT_DEGRADATIONS`).
-
-    Raises:
-        ValueError: for a malformed token or a kind that is not among ``degradations``.
-    """
-    per_kind: dict[str, tuple[float, ...]] = {}
-    shared: list[float] = []
-    for token in tokens or ():
-        try:
-            if "=" in token:
-                kind, values = token.split("=", 1)
-                if kind not in degradations:
-                    raise ValueError(f"--strengths names {kind!r}, which is not in --degradations {list(degradations)}")
-                per_kind[kind] = tuple(float(v) for v in values.split(",") if v.strip())
-            else:
-                shared += [float(v) for v in token.split(",") if v.strip()]
-        except ValueError as exc:
-            if "--strengths names" in str(exc):
-                raise
-            raise ValueError(f"cannot read --strengths token {token!r}: use numbers (2 4 6) or kind=2,4,6") from exc
-    out = {}
-    for kind in degradations:
-        if kind in per_kind:
-            out[kind] = per_kind[kind]
-        elif shared:
-            out[kind] = tuple(shared)
-        elif kind in DEFAULT_DEGRADATIONS:
-            out[kind] = DEFAULT_DEGRADATIONS[kind]
-        else:
-            raise ValueError(f"unknown degradation {kind!r}; choose from {sorted(DEFAULT_DEGRADATIONS)}")
-    return out
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,9 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("folder", "celeba", "fairface", "utkface"),
                    help="data format (detected if omitted)")
     p.add_argument("--models", nargs="+", help="restorer names (default: every one available per degradation)")
-    p.add_argument("--degradations", nargs="+", default=list(DEFAULT_DEGRADATIONS), help="degradation kinds")
+    p.add_argument("--degradations", nargs="+", default=list(AUDIT_GRID), help="degradation kinds")
     p.add_argument("--strengths", nargs="+",
-                   help="strengths in px of the 128-px crop: '2 4 6' or 'gaussian=2,4 motion=9'")
+                   help="strengths in px of the 128-px crop: '2 4 6' or 'gaussian=2,4 motion=9' "
+                        "(default: deblur.strengths.AUDIT_GRID)")
     p.add_argument("--embedder", default="dlib", help="face embedder: dlib or facenet (needs its VGGFace2 weights)")
     p.add_argument("--out", default="results/audit", help="output folder")
     p.add_argument("--n", type=int, default=200, help="at most this many images")
@@ -127,8 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError(f"--reference wants attribute=group, got {token!r}")
             attr, group = token.split("=", 1)
             reference[attr] = group
+        degradations = parse_strengths(args.strengths, args.degradations, AUDIT_GRID)
         config = AuditConfig(data=args.data, labels=args.labels, format=args.format, models=args.models,
-                             degradations=parse_strengths(args.degradations, args.strengths), embedder=args.embedder,
+                             degradations=degradations, embedder=args.embedder,
                              out=args.out, n=args.n, n_boot=args.boot, seed=args.seed, min_group_n=args.min_group_n,
                              fmr=args.fmr, predict=predict, crop=args.crop, reference=reference,
                              contact_sheets=not args.no_contact_sheets, plotlyjs=args.plotlyjs,

@@ -8,7 +8,6 @@ into its own temporary folder and deleted when the request ends.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import zipfile
@@ -19,15 +18,15 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from audit.data.fairface import ATTRIBUTION
 from audit.engine import AuditConfig, run_audit
-from deblur.degrade import STRENGTHS
-from deblur.fairface import ATTRIBUTION
+from deblur.restore import WEIGHTS_DIR, restorer_names
+from deblur.strengths import AUDIT_GRID, STRENGTHS, format_grid, parse_strengths
 
 __all__ = ["AuditRun", "DEFAULT_STRENGTHS", "MAX_FIGURES", "TABLE_COLUMNS", "extract_zip", "model_choices",
            "outputs_for_ui", "parse_strengths_text", "run_audit_request"]
 
-WEIGHTS_MANIFEST = Path(__file__).resolve().parent.parent / "weights" / "manifest.json"
-DEFAULT_STRENGTHS = "gaussian=2,4,6 pixelate=4,8 motion=9,15"
+DEFAULT_STRENGTHS = format_grid(AUDIT_GRID)
 MAX_FIGURES = 8  # the report makes 2 per group attribute + 1 (3 predicted attributes → 7)
 MAX_ZIP_FILES = 20_000
 MAX_ZIP_BYTES = 2_000_000_000  # uncompressed: a zip bomb stops here
@@ -44,34 +43,24 @@ DATASETS = {"builtin": "Built-in generated faces (offline)",
 FAIRFACE_CREDIT = f"{ATTRIBUTION}. Its race labels are annotator judgements, not self-identification."
 
 
-def model_choices(manifest: Path = WEIGHTS_MANIFEST) -> list[str]:
+def model_choices(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
     """Restorer names the audit can run, without loading any model (manifest + classical table)."""
-    from deblur.classical import classical_restorers
-
-    models = json.loads(manifest.read_text()).get("models", {}) if manifest.is_file() else {}
-    names = [name for name, entry in models.items() if entry.get("offer", True)]
-    for kind in STRENGTHS:
-        names += [name for name in classical_restorers(kind) if name not in names]
-    return names
+    return restorer_names(weights_dir=weights_dir)
 
 
 def parse_strengths_text(kinds: Sequence[str], text: str | None) -> dict[str, tuple[float, ...]]:
-    """Strengths per degradation from the tab's text box, with the CLI's own parser.
-
+    """Strengths per degradation from the tab's text box, with the parser of every CLI.
     ``"gaussian=2,4 motion=9"`` sets per-kind lists, bare numbers apply to every kind; kinds left out get the
     CLI defaults, lists for kinds not selected are ignored.
 
     Raises:
         gr.Error: for malformed text, a kind that is not selected, or a strength out of range.
     """
-    from audit.__main__ import parse_strengths
-
     if not kinds:
         raise gr.Error("Choose at least one degradation.")
-    # per-kind lists for kinds not ticked are ignored, so the default text works with any selection
-    tokens = [t for t in (text or "").split() if "=" not in t or t.split("=", 1)[0] in kinds]
     try:
-        parsed = parse_strengths(list(kinds), tokens)
+        # per-kind lists for kinds not ticked are ignored, so the default text works with any selection
+        parsed = parse_strengths(text, list(kinds), AUDIT_GRID, ignore_unselected=True)
     except ValueError as exc:
         raise gr.Error(f"Strengths: {exc}") from exc
     for kind, values in parsed.items():

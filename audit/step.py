@@ -26,16 +26,16 @@ from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
 from deblur.degrade import as_image, degrade, quantize
 from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
 from deblur.external import RestoreOutcome, close_restorers, external_restorers, parse_external, restore_outcomes
-from deblur.faces import haar_has_face
+from deblur.faces import CROP_SIZE, haar_has_face
 from deblur.metrics import psnr, ssim
 
 if TYPE_CHECKING:  # type hints only: audit.engine imports this module
-    from audit.engine import AuditConfig, Gallery
+    from audit.config import AuditConfig
+    from audit.engine import Gallery
 
 __all__ = ["AuditStep", "CleanFace", "Setting", "StepRunner", "finish_rows", "fixed_batch", "measure_chunk",
            "prepare_face", "resolve_restorers", "restore_chunk", "to_crop"]
 
-CROP_SIZE = 128
 Item = tuple[str, np.ndarray, Mapping[str, str]]  # image id, photo, labels
 
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/bench_classical.py [--faces 8] [--repeats 3] [--threads 1]
+    python -m bench.bench_classical [--faces 8] [--repeats 3] [--threads 1]
 
 Numbers depend on the machine and its load; the table says what it ran on.
 """
@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
 
-    from deblur.classical import classical_estimate, classical_restorers
     from deblur.data import builtin_faces
     from deblur.degrade import STRENGTHS, degrade, quantize
+    from deblur.restore.classical import classical_estimate, classical_restorers
 
     clean = builtin_faces(4000, seed=0).subset("test").floats()[: args.faces]
     print(f"{platform.machine()} CPU ({os.cpu_count()} cores visible), {args.threads} thread(s), "

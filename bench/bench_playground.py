@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/bench_playground.py [--repeats 5] [--threads 2] [--photo examples/generated-0.png]
+    python -m bench.bench_playground [--repeats 5] [--threads 2] [--photo examples/generated-0.png]
 
 Prints, per degradation, a table of median milliseconds: the baseline (read the upload, degrade, quantize:
 what the first version of the app did), face detection + crop, each restorer, the metrics (PSNR/SSIM + dlib
@@ -15,14 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from deblur import degrade as D  # noqa: E402
-from deblur import playground as P  # noqa: E402
+from deblur import degrade as D
+from deblur import playground as P
 
 
 def _ms(seconds: list[float]) -> float:

@@ -1,6 +1,6 @@
 """Time restoring one 128x128 face per shipped model and classical baseline, on CPU.
 
-``python bench/bench_restore.py [--repeats 30] [--threads 2]`` prints, per degradation and restorer, the
+``python -m bench.bench_restore [--repeats 30] [--threads 2]`` prints, per degradation and restorer, the
 median (and 10th/90th percentile) of ``repeats`` single-face ``restore`` calls after warm-up, and the ratio
 to the ``none`` and ``bicubic``/``wiener`` baselines measured in the same process.
 """
@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-
-from deblur import degrade  # noqa: E402
-from deblur.restore import restorers_for  # noqa: E402
+from deblur import degrade
+from deblur.restore import restorers_for
 
 
 def time_restorer(restorer, img: np.ndarray, strength: float, repeats: int) -> list[float]:

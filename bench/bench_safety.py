@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/bench_safety.py [--repeats 2] [--photo examples/generated-1.png] [--thorough]
+    python -m bench.bench_safety [--repeats 2] [--photo examples/generated-1.png] [--thorough]
 
 Everything runs in one process after a warm-up sweep (gallery, restorers and the embedder loaded once, as in
 the app). Rows, median of ``--repeats``:
@@ -21,14 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from audit import safety  # noqa: E402
-from deblur.io import load_image  # noqa: E402
+from audit import safety
+from deblur.io import load_image
+from deblur.strengths import SAFETY_GRID
 
 TARGET_S = 10.0
 
@@ -74,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     base_w, base_c = w, c
     for kind in safety.KINDS:
         w, c, res = median_run(lambda k=kind: sweep(degradations=[k]), args.repeats)
-        rows.append((f"sweep {kind} {list(safety.DEFAULT_STRENGTHS[kind])}", res.n_embeddings, w, c))
+        rows.append((f"sweep {kind} {list(SAFETY_GRID[kind])}", res.n_embeddings, w, c))
     w, c, res = median_run(sweep, args.repeats)
     rows.append(("TOTAL default sweep (the app's request)", res.n_embeddings, w, c))
     total_w, total_c = w, c

@@ -7,7 +7,7 @@ frontal-face Haar cascade finds a face, as the study filtered CelebA. About two 
 
 The faces are synthetic and smooth (64 px native): they are good for training and smoke tests, weak for
 demographic claims. Any groups formed on them are *predictions*. Loaders for real datasets a user may
-have (CelebA, FairFace, UTKFace, a folder + CSV) live in :mod:`deblur.loaders`.
+have (CelebA, FairFace, UTKFace, a folder + CSV) live in :mod:`audit.data.loaders` (the audit's data sets).
 """
 
 from __future__ import annotations

@@ -21,58 +21,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
+from deblur.strengths import STRENGTHS, check_strength
+
 __all__ = [
     "DEGRADATIONS",
-    "STRENGTHS",
-    "Strength",
+    "NOISE_SIGMA",
     "as_image",
+    "block_means",
     "degrade",
     "gaussian",
     "gaussian_psf",
     "motion",
     "motion_psf",
     "pixelate",
+    "pixelate_noise",
     "psf",
     "quantize",
     "random_strength",
+    "solid_fill",
     "to_uint8",
 ]
-
-
-@dataclass(frozen=True)
-class Strength:
-    """Valid and offered strengths of one degradation, in pixels of the image it is applied to.
-
-    Attributes:
-        name: what the number means, for labels.
-        identity: the strength that leaves the image unchanged.
-        low: the smallest value the UI and sweeps offer.
-        high: the largest value the UI and sweeps offer (identity is mostly gone well before it on
-            128-px faces: σ≈4, motion ≥15, block ≥6, see ASSETS.md).
-        step: slider step.
-        integer: whether the strength must be a whole number.
-        default: the value the playground starts with.
-    """
-
-    name: str
-    identity: float
-    low: float
-    high: float
-    step: float
-    integer: bool
-    default: float
-
-
-STRENGTHS: dict[str, Strength] = {
-    "gaussian": Strength("sigma (px)", 0.0, 0.0, 8.0, 0.5, False, 3.0),
-    "pixelate": Strength("block size (px)", 1, 1, 16, 1, True, 8),
-    "motion": Strength("kernel length (px)", 1, 1, 31, 2, True, 15),
-}
 
 
 def as_image(img: np.ndarray, *, name: str = "image") -> np.ndarray:
@@ -120,22 +92,9 @@ def as_image(img: np.ndarray, *, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def _check_strength(kind: str, value: float) -> float:
-    spec = STRENGTHS[kind]
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{kind} strength ({spec.name}) must be a number, got {value!r}")
-    if not math.isfinite(float(value)):
-        raise ValueError(f"{kind} strength ({spec.name}) must be finite, got {value!r}")
-    if float(value) < spec.identity:
-        raise ValueError(f"{kind} strength ({spec.name}) must be >= {spec.identity:g}, got {value!r}")
-    if spec.integer and float(value) != int(value):
-        raise ValueError(f"{kind} strength ({spec.name}) must be a whole number of pixels, got {value!r}")
-    return float(value)
-
-
 def gaussian_psf(sigma: float) -> np.ndarray:
     """Normalised 2-D Gaussian kernel of standard deviation ``sigma`` and radius ``ceil(4 sigma)``."""
-    sigma = _check_strength("gaussian", sigma)
+    sigma = check_strength("gaussian", sigma)
     if sigma == 0:
         return np.ones((1, 1), np.float32)
     radius = max(1, math.ceil(4 * sigma))
@@ -147,7 +106,7 @@ def gaussian_psf(sigma: float) -> np.ndarray:
 
 def motion_psf(length: int) -> np.ndarray:
     """Horizontal box kernel of ``length`` taps of ``1/length``, shape ``(1, length)``."""
-    n = int(_check_strength("motion", length))
+    n = int(check_strength("motion", length))
     return np.full((1, n), 1.0 / n, np.float32)
 
 
@@ -181,6 +140,26 @@ def motion(img: np.ndarray, length: int) -> np.ndarray:
     return img.copy() if kernel.size == 1 else _convolve(img, kernel)
 
 
+def block_means(img: np.ndarray, block: int) -> np.ndarray:
+    """The mean colour of every ``block x block`` tile from the top-left (partial edge tiles included).
+
+    The one block mean of pixelation, its noisy variant and the classical bicubic restorer.
+
+    Returns:
+        ``ceil(H/block) x ceil(W/block) x C`` float32 array.
+    """
+    h, w = img.shape[:2]
+    rows, cols = np.arange(0, h, block), np.arange(0, w, block)
+    sums = np.add.reduceat(np.add.reduceat(img.astype(np.float64), rows, axis=0), cols, axis=1)
+    counts = np.outer(np.diff(np.append(rows, h)), np.diff(np.append(cols, w)))[:, :, None]
+    return (sums / counts).astype(np.float32)
+
+
+def _expand_blocks(grid: np.ndarray, block: int, shape: tuple[int, int]) -> np.ndarray:
+    h, w = shape
+    return np.repeat(np.repeat(grid, block, axis=0)[:h], block, axis=1)[:, :w]
+
+
 def pixelate(img: np.ndarray, block: int) -> np.ndarray:
     """Replace every ``block x block`` tile (from the top-left) by its mean colour.
 
@@ -188,15 +167,10 @@ def pixelate(img: np.ndarray, block: int) -> np.ndarray:
     an ``H x W`` image keeps ``ceil(H/block) x ceil(W/block)`` distinct colours.
     """
     img = as_image(img)
-    n = int(_check_strength("pixelate", block))
+    n = int(check_strength("pixelate", block))
     if n == 1:
         return img.copy()
-    h, w = img.shape[:2]
-    rows, cols = np.arange(0, h, n), np.arange(0, w, n)
-    sums = np.add.reduceat(np.add.reduceat(img.astype(np.float64), rows, axis=0), cols, axis=1)
-    counts = np.outer(np.diff(np.append(rows, h)), np.diff(np.append(cols, w)))[:, :, None]
-    means = (sums / counts).astype(np.float32)
-    return np.repeat(np.repeat(means, n, axis=0)[:h], n, axis=1)[:, :w]
+    return _expand_blocks(block_means(img, n), n, img.shape[:2])
 
 
 DEGRADATIONS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
@@ -273,10 +247,54 @@ def random_strength(kind: str, rng: np.random.Generator, low: float | None = Non
     if not isinstance(rng, np.random.Generator):
         raise TypeError("rng must be a numpy.random.Generator (np.random.default_rng(seed))")
     spec = STRENGTHS[kind]
-    lo = spec.low if low is None else _check_strength(kind, low)
-    hi = spec.high if high is None else _check_strength(kind, high)
+    lo = spec.low if low is None else check_strength(kind, low)
+    hi = spec.high if high is None else check_strength(kind, high)
     if hi < lo:
         raise ValueError(f"strength range [{lo}, {hi}] is empty")
     if spec.integer:
         return float(rng.integers(int(lo), int(hi) + 1))
     return float(rng.uniform(lo, hi))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Non-invertible obscuring ("Is this blur safe?" compares them with the blurs)
+
+NOISE_SIGMA = 0.25  # per-block noise of pixelate_noise, in [0, 1] intensity units (≈64 grey levels)
+
+
+def solid_fill(img: np.ndarray, colour: str = "mean") -> np.ndarray:
+    """Replace the whole face crop by one colour: its mean colour (``"mean"``) or ``"black"``.
+
+    Raises:
+        ValueError: for another ``colour``.
+    """
+    img = as_image(img)
+    if colour == "mean":
+        return np.broadcast_to(img.mean(axis=(0, 1), dtype=np.float64).astype(np.float32), img.shape).copy()
+    if colour == "black":
+        return np.zeros_like(img)
+    raise ValueError(f"fill colour must be 'mean' or 'black', got {colour!r}")
+
+
+def pixelate_noise(img: np.ndarray, block: int, rng: np.random.Generator, sigma: float = NOISE_SIGMA) -> np.ndarray:
+    """Pixelate, then add Gaussian noise of std ``sigma`` to every block colour (one draw per block and channel).
+
+    Noise on the block means — not on pixels, which the block average of a restorer would cancel — destroys
+    the information a known-block-size restorer needs; the mean of a block cannot be recovered from it (in
+    the spirit of Fan's differentially private pixelisation, 2018).
+
+    Args:
+        img: face crop.
+        block: block side in pixels.
+        rng: the only source of randomness (``np.random.default_rng(seed)``).
+        sigma: noise std in ``[0, 1]`` intensity units.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError("rng must be a numpy.random.Generator (np.random.default_rng(seed))")
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"noise sigma must be >= 0, got {sigma}")
+    img = as_image(img)
+    n = int(check_strength("pixelate", block))
+    grid = block_means(img, n)
+    grid = np.clip(grid + rng.normal(0.0, sigma, grid.shape).astype(np.float32), 0.0, 1.0)
+    return _expand_blocks(grid, n, img.shape[:2]).astype(np.float32)

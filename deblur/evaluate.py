@@ -11,7 +11,7 @@ over the best classical baseline of the same setting.
 Usage::
 
     python -m deblur.evaluate --out results/eval --n 200
-    python -m deblur.evaluate --out /tmp/ev --n 4 --strengths gaussian:3 pixelate:8 motion:15
+    python -m deblur.evaluate --out /tmp/ev --n 4 --strengths gaussian=3 pixelate=8 motion=15
 """
 
 from __future__ import annotations
@@ -29,18 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from deblur.degrade import STRENGTHS, degrade, quantize
+from deblur.degrade import degrade, quantize
 from deblur.external import close_restorers, external_restorers
 from deblur.external.spec import DEFAULT_CONCURRENCY
 from deblur.metrics import lpips_or_none, psnr, ssim
+from deblur.strengths import EVAL_GRID, STRENGTHS, parse_strengths
 
-__all__ = ["COLUMNS", "DEFAULT_STRENGTHS", "evaluate", "main", "parse_strengths", "write_markdown"]
-
-DEFAULT_STRENGTHS: dict[str, tuple[float, ...]] = {
-    "gaussian": (2.0, 4.0, 6.0),
-    "pixelate": (4.0, 8.0, 12.0),
-    "motion": (9.0, 15.0, 21.0),
-}
+__all__ = ["COLUMNS", "evaluate", "main", "write_markdown"]
 
 COLUMNS = [
     "degradation", "strength", "restorer", "family", "uses_strength", "n",
@@ -63,26 +58,6 @@ def _restorers(kind: str, weights_dir: str | None):
 
     kwargs = {} if weights_dir is None else {"weights_dir": weights_dir}
     return restorers_for(kind, **kwargs), "restorers: deblur.restore.restorers_for"
-
-
-def parse_strengths(specs: Sequence[str] | None) -> dict[str, tuple[float, ...]]:
-    """Parse ``["gaussian:2,4", "motion:15"]`` into ``{"gaussian": (2.0, 4.0), "motion": (15.0,)}``.
-
-    Args:
-        specs: ``KIND:S1,S2,...`` items; None or empty gives :data:`DEFAULT_STRENGTHS`.
-    """
-    if not specs:
-        return dict(DEFAULT_STRENGTHS)
-    out: dict[str, tuple[float, ...]] = {}
-    for spec in specs:
-        kind, sep, values = spec.partition(":")
-        if not sep or kind not in STRENGTHS or not values:
-            raise ValueError(f"bad --strengths item {spec!r}; use KIND:S1,S2 with KIND in {sorted(STRENGTHS)}")
-        try:
-            out[kind] = tuple(float(v) for v in values.split(","))
-        except ValueError as err:
-            raise ValueError(f"bad strength in {spec!r}: {err}") from None
-    return out
 
 
 def _mean(values: list[float]) -> float:
@@ -284,8 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m deblur.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output folder for eval.csv, eval.md, eval.json")
     ap.add_argument("--n", type=int, default=200, help="number of held-out test faces (default 200)")
-    ap.add_argument("--strengths", nargs="*", metavar="KIND:S1,S2",
-                    help="strengths per degradation, e.g. gaussian:2,4,6 motion:15 (default: 3 per kind)")
+    ap.add_argument("--strengths", nargs="*", metavar="KIND=S1,S2",
+                    help="strengths per degradation, e.g. gaussian=2,4,6 motion=15 (default: strengths.EVAL_GRID)")
     ap.add_argument("--faces-n", type=int, default=4000, help="size of the built-in set whose test split is used")
     ap.add_argument("--seed", type=int, default=0, help="built-in set seed")
     ap.add_argument("--weights-dir", default=None, help="weights folder for learned models (default: weights/)")
@@ -303,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n < 1:
         ap.error("--n must be >= 1")
     try:
-        strengths = parse_strengths(args.strengths)
+        strengths = parse_strengths(args.strengths, defaults=EVAL_GRID)
     except ValueError as err:
         ap.error(str(err))
 

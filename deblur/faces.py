@@ -21,10 +21,11 @@ import numpy as np
 
 from deblur.degrade import as_image, to_uint8
 
-__all__ = ["DETECTORS", "Face", "FaceCrop", "NoFaceError", "crop_face", "detect_faces", "face_crop", "haar_has_face",
-           "paste_face"]
+__all__ = ["CROP_SIZE", "DETECTORS", "Face", "FaceCrop", "NoFaceError", "crop_face", "detect_faces", "face_crop",
+           "haar_has_face", "paste_face"]
 
 DETECTORS = ("mtcnn", "haar")
+CROP_SIZE = 128  # side of the aligned face crop the app, the audit and the safety sweep work on
 
 # Five-point template (eyes, nose tip, mouth corners) of the common 112-px ArcFace crop, shrunk by 0.75
 # around the centre so the crop keeps forehead, chin and some hair, the framing of our training faces.
@@ -142,7 +143,7 @@ def _crop_matrix(face: Face, size: int) -> np.ndarray:
     return np.array([[scale, 0, size / 2 - scale * cx], [0, scale, size / 2 - scale * cy]], dtype=np.float64)
 
 
-def crop_face(img: np.ndarray, face: Face, size: int = 128) -> FaceCrop:
+def crop_face(img: np.ndarray, face: Face, size: int = CROP_SIZE) -> FaceCrop:
     """Cut an aligned ``size x size`` crop around ``face`` (eyes level when landmarks are known)."""
     if size < 16:
         raise ValueError(f"crop size must be at least 16 px, got {size}")
@@ -153,7 +154,7 @@ def crop_face(img: np.ndarray, face: Face, size: int = 128) -> FaceCrop:
     return FaceCrop(np.clip(crop, 0, 1).astype(np.float32), matrix, img.shape[:2], face)
 
 
-def face_crop(img: np.ndarray, size: int = 128, method: str = "mtcnn") -> FaceCrop:
+def face_crop(img: np.ndarray, size: int = CROP_SIZE, method: str = "mtcnn") -> FaceCrop:
     """Detect faces and crop the largest one.
 
     Raises:

@@ -11,7 +11,6 @@ Nothing heavy happens at import: restorers and the embedder are built on first u
 from __future__ import annotations
 
 import functools
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,17 +22,18 @@ import pandas as pd
 
 from deblur import degrade as D
 from deblur.degrade import to_uint8
-from deblur.faces import FaceCrop, NoFaceError, crop_face, face_crop
+from deblur.embed import get_embedder, l2_distance
+from deblur.faces import CROP_SIZE, FaceCrop, NoFaceError, crop_face, face_crop
 from deblur.io import ImageError, load_image
+from deblur.restore import WEIGHTS_DIR, restorer_names, restorers_for
+from deblur.strengths import check_strength
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 DEGRADATION_LABELS = {"gaussian": "Gaussian blur", "pixelate": "Pixelation", "motion": "Motion blur"}
 MODES = {"face": "Face crop (detected, aligned, 128×128)", "whole": "Whole image (shrunk to ≤ 512 px per side)"}
 SOURCES = {"clean": "A clean photo: degrade it here", "degraded": "My photo is already blurred / pixelated"}
-CROP_SIZE = 128
 WHOLE_MAX_SIDE = 512  # restorers and the embedder stay interactive on CPU at this size
 MAX_SLOTS = 12  # upper bound on reconstruction panels the app lays out; the table always lists every restorer
-WEIGHTS_MANIFEST = Path(__file__).resolve().parent.parent / "weights" / "manifest.json"
 CAPTION = "AI reconstruction — may invent detail; not the real face"
 # dlib's own same-person threshold, calibrated on real photos (LFW). On generated faces it is too lenient
 # (see ASSETS.md), so the app calls it a rough guide, and the audit calibrates its own.
@@ -65,19 +65,12 @@ def degrade_upload(path: str | None, kind: str, strength: float) -> np.ndarray:
         raise gr.Error(str(exc)) from exc
 
 
-def slot_count(manifest: Path = WEIGHTS_MANIFEST) -> int:
+def slot_count(weights_dir: Path = WEIGHTS_DIR) -> int:
     """Reconstruction panels to lay out: the most restorers (except ``"none"``) any degradation has.
 
     Reads only the weights manifest and the classical table, so building the app loads no model.
     """
-    from deblur.classical import classical_restorers
-
-    models = json.loads(manifest.read_text()).get("models", {}) if manifest.is_file() else {}
-    counts = []
-    for kind in D.STRENGTHS:
-        learned = sum(1 for e in models.values() if e.get("degradation") == kind and e.get("offer", True))
-        classical = sum(1 for name in classical_restorers(kind) if name != "none")
-        counts.append(learned + classical)
+    counts = [sum(1 for name in restorer_names(kind, weights_dir) if name != "none") for kind in D.STRENGTHS]
     return max(1, min(MAX_SLOTS, max(counts)))
 
 
@@ -96,19 +89,14 @@ def strength_slider(kind: str, source: str = "clean") -> dict:
     return gr.update(minimum=spec.low, maximum=spec.high, step=spec.step, value=spec.default, label=label)
 
 
-@functools.lru_cache(maxsize=3)
 def restorers(kind: str) -> dict:
-    """Every restorer for ``kind`` (learned, classical, ``"none"``), built once per process."""
-    from deblur.restore import restorers_for  # imports torch and loads weights: only on first use
-
+    """Every restorer for ``kind`` (learned, classical, ``"none"``), from the process-wide registry cache."""
     return restorers_for(kind)
 
 
 @functools.lru_cache(maxsize=1)
 def embedder():
     """The dlib face embedder, built once per process."""
-    from deblur.embed import get_embedder
-
     return get_embedder(EMBEDDER)
 
 
@@ -218,9 +206,7 @@ def _identity_view(img: np.ndarray, prepared: Prepared, mode: str) -> np.ndarray
 
 
 def _distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
-    if a is None or b is None:
-        return float("nan")
-    return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+    return float("nan") if a is None or b is None else l2_distance(a, b)
 
 
 def _reading(d_orig: float, d_input: float, d_deg_orig: float, has_original: bool) -> str:
@@ -325,7 +311,7 @@ def run_playground(path: str | None, mode: str, source: str, kind: str, strength
     if kind not in D.STRENGTHS:
         raise gr.Error(f"Unknown degradation {kind!r}; choose one of {', '.join(D.STRENGTHS)}.")
     try:
-        strength = D._check_strength(kind, strength)
+        strength = check_strength(kind, strength)
     except ValueError as exc:
         raise gr.Error(str(exc)) from exc
     prepared = prepare(read_upload(path), mode)

@@ -28,15 +28,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from deblur import degrade
+from deblur import degrade, texture
 from deblur.data import builtin_faces
 from deblur.models import PatchDiscriminator, build_model, count_params
 from deblur.restore import assemble_input, pick_device
+from deblur.strengths import EVAL_GRID
 
 __all__ = ["TrainConfig", "checkerboard_energy", "checkerboard_report", "evaluate", "make_pairs",
            "psnr", "train"]
 
-EVAL_STRENGTHS = {"gaussian": (2.0, 4.0, 6.0), "pixelate": (4.0, 8.0, 12.0), "motion": (9.0, 15.0, 21.0)}
 
 
 @dataclass
@@ -59,6 +59,9 @@ class TrainConfig:
         pairs_per_face: degraded versions (random strengths) precomputed per training face.
         val_faces: validation faces (val split) for the progress PSNR.
         eval_faces: held-out test faces for the final metrics (0 = skip).
+        texture: natural-photo crops added to the training split (:func:`deblur.texture.with_texture`).
+        jpeg, noise: probability that a training input is JPEG re-encoded / gets sensor noise after the
+            degradation (:func:`deblur.texture.photo_artifacts`), as a saved photo would.
         adv_weight: weight of the LSGAN loss against a PatchGAN (0 = plain L1 training).
         loss: ``l1`` or ``mse``.
         out: checkpoint path.
@@ -81,6 +84,9 @@ class TrainConfig:
     pairs_per_face: int = 1
     val_faces: int = 64
     eval_faces: int = 100
+    texture: int = 0
+    jpeg: float = 0.0
+    noise: float = 0.0
     adv_weight: float = 0.0
     loss: str = "l1"
     out: str = ""
@@ -108,7 +114,8 @@ def _mean_psnr(outs: np.ndarray, clean: np.ndarray) -> float:
 
 
 def make_pairs(images: np.ndarray, kind: str, strengths: tuple[float, float], rng: np.random.Generator,
-               pairs_per_face: int = 1, with_classical: bool = False, fixed: float | None = None) -> dict:
+               pairs_per_face: int = 1, with_classical: bool = False, fixed: float | None = None,
+               artifacts=None) -> dict:
     """Degrade whole faces (8-bit rounded) and optionally compute their classical estimates.
 
     Args:
@@ -117,22 +124,24 @@ def make_pairs(images: np.ndarray, kind: str, strengths: tuple[float, float], rn
         strengths: ``(low, high)``; ignored when ``fixed`` is given.
         rng: the only source of randomness.
         pairs_per_face: degraded versions per face.
-        with_classical: also compute :func:`deblur.classical.classical_estimate`.
+        with_classical: also compute :func:`deblur.restore.classical.classical_estimate`.
         fixed: use this strength for every image.
+        artifacts: optional ``(img, rng) -> img`` applied after the degradation, before 8-bit rounding.
 
     Returns:
         dict with ``clean`` (uint8 index into ``images``), ``degraded`` uint8, ``classical`` float16 or None,
         ``strength`` float32.
     """
     if with_classical:
-        from deblur.classical import classical_estimate
+        from deblur.restore.classical import classical_estimate
     idx = np.repeat(np.arange(len(images)), pairs_per_face)
     degraded = np.empty((len(idx),) + images.shape[1:], np.uint8)
     classical = np.empty(degraded.shape, np.float16) if with_classical else None
     strength = np.empty(len(idx), np.float32)
     for j, i in enumerate(idx):
         s = fixed if fixed is not None else degrade.random_strength(kind, rng, *strengths)
-        d = degrade.quantize(degrade.degrade(images[i], kind, s))
+        d = degrade.degrade(images[i], kind, s)
+        d = degrade.quantize(artifacts(d, rng) if artifacts is not None else d)
         degraded[j] = np.round(d * 255).astype(np.uint8)
         strength[j] = s
         if with_classical:
@@ -168,16 +177,16 @@ def evaluate(restore_fn, kind: str, clean: np.ndarray, strengths=None, with_clas
         restore_fn: ``(degraded N x H x W x 3 float, strength) -> restored`` or None (baselines only).
         kind: degradation.
         clean: ``N x H x W x 3`` uint8 held-out faces.
-        strengths: strengths to test (default :data:`EVAL_STRENGTHS`).
+        strengths: strengths to test (default :data:`deblur.strengths.EVAL_GRID`).
 
     Returns:
         ``{"by_strength": {"4": {"degraded": {"psnr", "ssim"}, "classical": ..., "model": ...}}, "mean": ...}``.
     """
     from skimage.metrics import structural_similarity
 
-    from deblur.classical import classical_estimate
+    from deblur.restore.classical import classical_estimate
 
-    strengths = strengths or EVAL_STRENGTHS[kind]
+    strengths = strengths or EVAL_GRID[kind]
     faces = clean.astype(np.float32) / 255
     by: dict = {}
     for s in strengths:
@@ -263,8 +272,8 @@ def checkerboard_report(outputs: np.ndarray, targets: np.ndarray, inputs: np.nda
 
 def _model_fn(model, kind, device, batch=16):
     """Wrap a model as ``(degraded batch, strength) -> restored`` for :func:`evaluate`."""
-    from deblur.classical import classical_estimate
-    from deblur.restore import _pad_to_multiple
+    from deblur.restore.classical import classical_estimate
+    from deblur.restore.learned import _pad_to_multiple
 
     def fn(deg: np.ndarray, s: float) -> np.ndarray:
         out = []
@@ -312,13 +321,15 @@ def train(cfg: TrainConfig, faces=None, progress: bool = True) -> dict:
     if device.type == "cpu":
         torch.set_num_threads(2)
     faces = faces if faces is not None else builtin_faces(cfg.n_faces, seed=cfg.face_seed)
+    faces = texture.with_texture(faces, cfg.texture, np.random.default_rng([cfg.seed, 2]))
+    artifacts = texture.photo_artifacts(cfg.jpeg, cfg.noise) if cfg.jpeg or cfg.noise else None
     model = build_model(cfg.model, **cfg.model_args).to(device)
     kind = cfg.degradation
     with_cls = bool(getattr(model, "uses_classical", False))
     train_imgs = faces.subset("train").images
     val_imgs = faces.subset("val").images[: cfg.val_faces]
     t0 = time.time()
-    pairs = make_pairs(train_imgs, kind, cfg.strengths, rng, cfg.pairs_per_face, with_cls)
+    pairs = make_pairs(train_imgs, kind, cfg.strengths, rng, cfg.pairs_per_face, with_cls, artifacts=artifacts)
     val = make_pairs(val_imgs, kind, cfg.strengths, np.random.default_rng([cfg.seed, 1]), 1, with_cls)
     prep_seconds = time.time() - t0
 
@@ -390,8 +401,9 @@ def train(cfg: TrainConfig, faces=None, progress: bool = True) -> dict:
         "metrics": metrics, "train_seconds": round(train_seconds, 1),
         "total_seconds": round(time.time() - t_start, 1), "params": count_params(model),
         "device": _describe(device),
-        "data": {"source": "builtin_faces", "n_faces": len(faces), "face_seed": cfg.face_seed,
-                 "train_faces": len(train_imgs), "pairs_per_face": cfg.pairs_per_face, "patch": cfg.patch,
+        "data": {"source": "builtin_faces", "n_faces": len(faces) - cfg.texture, "face_seed": cfg.face_seed,
+                 "train_faces": len(train_imgs) - cfg.texture, "texture_patches": cfg.texture, "jpeg_p": cfg.jpeg,
+                "noise_p": cfg.noise, "pairs_per_face": cfg.pairs_per_face, "patch": cfg.patch,
                  "quantized": True, "meta": {k: v for k, v in faces.meta.items() if isinstance(v, (str, int, float))}},
         "torch": str(torch.__version__),
     }
@@ -410,8 +422,8 @@ LABELS = {
 }
 SUMMARIES = {
     "resunet": "Our residual U-Net (PixelShuffle upsampling). It is told the strength and refines the classical "
-               "non-blind estimate (`deblur.classical.classical_estimate`), so a zero correction reproduces the "
-               "classical baseline. One model covers the whole strength range it was trained on.",
+               "non-blind estimate (`deblur.restore.classical.classical_estimate`), so a zero correction reproduces "
+               "the classical baseline. One model covers the whole strength range it was trained on.",
     "seed_ae": "Reproduction of the reference study's Gaussian-blur autoencoder: exactly 29,507 parameters, two "
                "32-kernel convolutions with max-pooling in the encoder, two with upsampling in the decoder, a "
                "sigmoid output. Blind (not told σ). Kept to show what the study's model does, not because it is good.",
@@ -518,8 +530,8 @@ def write_card(name: str, entry: dict, cards_dir: str | Path = "weights/cards") 
         "demographic labels. Real photos (noise, JPEG, other blur kernels, sharp 128-px detail, "
         "non-frontal poses) are out of distribution.", "",
         f"## Held-out metrics ({test['test_faces']} test-split faces, degraded and rounded to 8 bits)", "",
-        "Classical baseline = `deblur.classical.classical_estimate` (non-blind: Wiener with an identity regulariser "
-        "for blur, bicubic of the block grid for pixelation).", "", *rows, "", *_verdict(test), *extra, "",
+        "Classical baseline = `deblur.restore.classical.classical_estimate` (non-blind: Wiener with an identity "
+        "regulariser for blur, bicubic of the block grid for pixelation).", "", *rows, "", *_verdict(test), *extra, "",
         "## Intended use", "",
         "Research and teaching: showing what face 'deblurring' models do to degraded faces, and auditing how much "
         "identity they restore or distort (facedrift's audit and playground).", "",
@@ -544,6 +556,9 @@ def _retrain_args(cfg: dict) -> str:
         args += f" --model-args '{json.dumps(cfg['model_args'])}'"
     if cfg["adv_weight"]:
         args += f" --adv-weight {cfg['adv_weight']:g}"
+    for key in ("texture", "jpeg", "noise"):  # absent in checkpoints trained before these options existed
+        if cfg.get(key):
+            args += f" --{key} {cfg[key]:g}"
     return args + f" --name {cfg['name']}"
 
 
@@ -606,7 +621,7 @@ def results_table(models: dict) -> str:
     """Markdown table of every shipped model's held-out PSNR/SSIM next to the degraded input and classical."""
     lines = ["# Shipped models on the held-out test split", "",
              "Mean over the test faces of `builtin_faces(4000, seed=0)`, degraded and rounded to 8 bits. Classical = "
-             "`deblur.classical.classical_estimate` (non-blind). Δ = model minus baseline, in dB. Written by "
+             "`deblur.restore.classical.classical_estimate` (non-blind). Δ = model minus baseline, in dB. Written by "
              "`python -m deblur.train --ship`.", "",
              "| model | degradation | strength | degraded PSNR | classical PSNR | model PSNR | Δ vs degraded | "
              "Δ vs classical | model SSIM | train min |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -627,10 +642,10 @@ def _parse(argv=None) -> TrainConfig | None:
                    help="strength range in pixels (default: STRENGTHS[degradation].low..high)")
     p.add_argument("--model-args", default="{}", help='JSON keyword arguments, e.g. \'{"upsample": "resize"}\'')
     p.add_argument("--name", default="")
-    for key in ("minutes", "lr", "adv_weight"):
+    for key in ("minutes", "lr", "adv_weight", "jpeg", "noise"):
         p.add_argument(f"--{key.replace('_', '-')}", type=float, default=getattr(d, key))
     for key in ("max_steps", "batch", "patch", "seed", "n_faces", "face_seed", "pairs_per_face", "val_faces",
-                "eval_faces"):
+                "eval_faces", "texture"):
         p.add_argument(f"--{key.replace('_', '-')}", type=int, default=getattr(d, key))
     p.add_argument("--loss", default=d.loss, choices=("l1", "mse"))
     p.add_argument("--out", default="")

@@ -139,7 +139,7 @@ def write_folder(root: Path, outside: Path) -> Path:
 
 def fairface_features() -> dict:
     """The ``huggingface`` schema metadata the Hub's parquet files carry (class-label names)."""
-    from deblur.fairface import AGE_NAMES, GENDER_NAMES, RACE_NAMES
+    from audit.data.fairface import AGE_NAMES, GENDER_NAMES, RACE_NAMES
 
     return {"info": {"features": {
         "image": {"_type": "Image"},

@@ -133,7 +133,7 @@ def test_import_and_build_load_no_model(tmp_path):
 
     code = ("import sys, app; app.build_app(); from deblur import playground as P; "
             "heavy = [m for m in ('torch', 'dlib', 'facenet_pytorch') if m in sys.modules]; "
-            "assert not heavy, heavy; assert P.restorers.cache_info().currsize == 0")
+            "assert not heavy, heavy; from deblur.restore import cache_size; assert cache_size() == 0")
     env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, env=env,
                           capture_output=True, text=True, timeout=120)

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deblur.embed import DlibEmbedder, EmbedderUnavailable, centred_cosine, get_embedder, l2_distance
-from audit.engine import AuditConfig, CleanFace, Gallery, audit_image, prepare_face, resolve_restorers, run_audit
+from audit.config import AuditConfig
+from audit.engine import CleanFace, Gallery, audit_image, prepare_face, resolve_restorers, run_audit
 from audit.groups import age_bin, ita_bin, skin_tone
-from deblur.classical import NoRestorer
+from deblur.embed import DlibEmbedder, EmbedderUnavailable, centred_cosine, get_embedder, l2_distance
+from deblur.restore.classical import NoRestorer
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deblur import classical, degrade
+from deblur import degrade
 from deblur.metrics import psnr
+from deblur.restore import classical
 
 
 def _mean_psnr(clean, outs) -> float:
@@ -110,7 +111,7 @@ def test_pixelate_partial_edge_blocks_use_one_sample_each():
     # 10 px with block 4: blocks of 4, 4 and 2 px; the grid has 3 samples, the last centred at x = 8.5
     img = np.zeros((10, 10, 3), np.float32)
     img[:, 8:] = 1.0
-    grid = classical.block_grid(degrade.pixelate(img, 4), 4)
+    grid = degrade.block_means(degrade.pixelate(img, 4), 4)
     assert grid.shape == (3, 3, 3)
     np.testing.assert_allclose(grid[:, 2], 1.0)
     out = classical.BicubicRestorer().restore(degrade.pixelate(img, 4), 4)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from deblur import evaluate, metrics
+from deblur.strengths import EVAL_GRID, parse_strengths
 
 
 def test_psnr_ssim_identical_and_different(rng):
@@ -27,10 +28,13 @@ def test_lpips_is_none_or_callable():
 
 
 def test_parse_strengths():
-    assert evaluate.parse_strengths(["gaussian:2,4", "motion:15"]) == {"gaussian": (2.0, 4.0), "motion": (15.0,)}
-    assert evaluate.parse_strengths(None) == evaluate.DEFAULT_STRENGTHS
+    assert parse_strengths(["gaussian=2,4", "motion=15"], defaults=EVAL_GRID) == {"gaussian": (2.0, 4.0),
+                                                                                  "motion": (15.0,)}
+    assert parse_strengths(None, defaults=EVAL_GRID) == EVAL_GRID
     with pytest.raises(ValueError):
-        evaluate.parse_strengths(["jpeg:3"])
+        parse_strengths(["jpeg=3"], defaults=EVAL_GRID)
+    with pytest.raises(ValueError, match="gaussian=2,4"):  # the old evaluation syntax gets the new spelling
+        parse_strengths(["gaussian:2,4"], defaults=EVAL_GRID)
 
 
 def test_cli_end_to_end(small_faces, tmp_path, monkeypatch):
@@ -40,7 +44,7 @@ def test_cli_end_to_end(small_faces, tmp_path, monkeypatch):
     monkeypatch.setattr(data, "builtin_faces", lambda n, seed=0: small_faces)
     out = tmp_path / "ev"
     rc = evaluate.main(["--out", str(out), "--n", "4", "--faces-n", "64", "--weights-dir", str(tmp_path / "none"),
-                        "--strengths", "gaussian:3", "pixelate:8", "motion:15"])
+                        "--strengths", "gaussian=3", "pixelate=8", "motion=15"])
     assert rc == 0
     rows = list(csv.DictReader(open(out / "eval.csv")))
     assert set(evaluate.COLUMNS) == set(rows[0])
@@ -56,7 +60,7 @@ def test_cli_end_to_end(small_faces, tmp_path, monkeypatch):
     # a second run reuses the deterministic classical/none rows instead of recomputing them
     before = list(csv.DictReader(open(out / "eval.csv")))
     assert evaluate.main(["--out", str(out), "--n", "4", "--faces-n", "64", "--weights-dir", str(tmp_path / "none"),
-                          "--strengths", "gaussian:3", "pixelate:8", "motion:15", "--reuse"]) == 0
+                          "--strengths", "gaussian=3", "pixelate=8", "motion=15", "--reuse"]) == 0
     assert "rows reused" in (out / "eval.md").read_text()
     after = list(csv.DictReader(open(out / "eval.csv")))
     assert len(after) == len(before)

@@ -12,17 +12,18 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from deblur import fairface
-from deblur.fairface import DatasetUnavailable, download_fairface, fairface_faces
+from audit.data import fairface
+from audit.data.fairface import DatasetUnavailable, download_fairface, fairface_faces
+from audit.data.labelled import iter_images
+from audit.data.loaders import load_dataset
 from deblur.io import ImageError
-from deblur.loaders import iter_images, load_dataset
 from tests.fixtures_data import write_fairface_parquet
 
 HUB_NAME = "0.25/validation-00000-of-00001-951dbd63c8724ee1.parquet"  # the file's name on the Hub
 
 
 class FakeHub:
-    """Stands in for :func:`deblur.fairface.hub_download`: writes the fixture where the Hub's file would land."""
+    """Stands in for :func:`audit.data.fairface.hub_download`: writes the fixture where the Hub's file would land."""
 
     def __init__(self, per_race=(4, 4, 4, 4, 4, 4, 1), corrupt=(), error: Exception | None = None):
         self.per_race, self.corrupt, self.error = per_race, corrupt, error

@@ -8,17 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deblur import loaders
-from deblur.io import ImageError
-from deblur.loaders import (
-    LabelledFaces,
-    iter_images,
+from audit.data import loaders
+from audit.data.fairface import age_name
+from audit.data.labelled import LabelledFaces, iter_images
+from audit.data.loaders import (
     load_celeba,
     load_dataset,
     load_fairface,
     load_folder,
     load_utkface,
 )
+from deblur.io import ImageError
 from tests.fixtures_data import (
     UTK_GOOD,
     UTK_MALFORMED,
@@ -136,8 +136,8 @@ def test_utkface_names(tmp_path):
     assert faces.frame.set_index("id").loc["80_0_4_20170117171416733.jpg", "race"] == "Others"
 
 
-def test_age_bins():
-    assert [loaders.age_bin(a) for a in (0, 2, 3, 9, 10, 19, 69, 70, 116)] == \
+def test_utkface_ages_get_fairface_age_names():
+    assert [age_name(a) for a in (0, 2, 3, 9, 10, 19, 69, 70, 116)] == \
         ["0-2", "0-2", "3-9", "3-9", "10-19", "10-19", "60-69", "more than 70", "more than 70"]
 
 

@@ -14,7 +14,7 @@ from deblur.models import (
     build_model,
     count_params,
 )
-from deblur.restore import _pad_to_multiple, assemble_input
+from deblur.restore.learned import _pad_to_multiple, assemble_input
 
 CASES = [("seed_ae", {}), ("pix_ae", {"k1": 5, "k2": 7}), ("motion_gan", {"upsample": "transpose"}),
          ("motion_gan", {"upsample": "resize"}), ("motion_gan", {"upsample": "pixelshuffle"}), ("resunet", {}),

@@ -175,22 +175,23 @@ def test_learned_restorers_from_a_manifest_show_up_as_panels_and_rows(tmp_path, 
     import torch
 
     from deblur.models import build_model
-    from deblur.restore import restorers_for
+    from deblur.restore import restorers_for, sha256_file
 
     model = build_model(model_name)
     torch.save({"state_dict": model.state_dict(), "model_name": model_name, "model_args": {},
                 "degradation": "gaussian", "label": f"{model_name} (untrained, test)"}, tmp_path / "m.pt")
     (tmp_path / "manifest.json").write_text(json.dumps(
         {"models": {f"{model_name}-gaussian": {"file": "m.pt", "degradation": "gaussian",
+                                               "sha256": sha256_file(tmp_path / "m.pt"),
                                                "label": f"{model_name} (untrained, test)"}}}))
     monkeypatch.setattr(P, "restorers", lambda kind: restorers_for(kind, weights_dir=tmp_path, device="cpu"))
     # one more panel than the classical restorers alone (no manifest)
-    assert P.slot_count(tmp_path / "manifest.json") == P.slot_count(tmp_path / "no-manifest.json") + 1
+    assert P.slot_count(tmp_path) == P.slot_count(tmp_path / "no-manifest") + 1
     for mode in ("face", "whole"):  # whole: 512×512, not a multiple of every model's stride
         result = P.run_playground(str(ASTRONAUT), mode, "clean", "gaussian", 3.0)
         learned = [r for r in result.reconstructions if r.family == "learned"]
         assert len(learned) == 1 and learned[0].image.shape == result.original.shape
         row = result.table.set_index("restorer").loc[learned[0].label]
         assert row["family"] == "learned" and math.isfinite(row["PSNR (dB)"])
-        ui = P.outputs_for_ui(result, P.slot_count(tmp_path / "manifest.json"))
+        ui = P.outputs_for_ui(result, P.slot_count(tmp_path))
         assert any(u.get("visible") and learned[0].label in u["label"] for u in ui[2:-2])

@@ -37,7 +37,7 @@ def test_batch_matches_single(tmp_path):
 
 
 def test_untrained_resunet_equals_classical_estimate(tmp_path):
-    from deblur.classical import classical_estimate
+    from deblur.restore.classical import classical_estimate
 
     r = LearnedRestorer(_save(tmp_path / "m.pt", kind="motion"), device="cpu")
     img = np.random.default_rng(2).random((32, 48, 3), dtype=np.float32)
@@ -83,3 +83,25 @@ def test_restorers_for_has_classical_and_none(tmp_path):
 def test_load_restorer_unknown_name(tmp_path):
     with pytest.raises(ValueError, match="unknown restorer"):
         load_restorer("definitely-not-a-model", weights_dir=tmp_path)
+
+
+def test_every_restorer_is_a_Restorer_and_built_once(tmp_path):
+    from deblur.restore import Restorer, restorer_names
+
+    for kind in ("gaussian", "pixelate", "motion"):
+        rs = restorers_for(kind, weights_dir=tmp_path)
+        assert all(isinstance(r, Restorer) for r in rs.values())
+        assert list(rs) == restorer_names(kind, weights_dir=tmp_path)
+        again = restorers_for(kind, weights_dir=tmp_path)
+        assert all(again[n] is rs[n] for n in rs)  # one process-wide cache
+    assert load_restorer("wiener") is restorers_for("gaussian", weights_dir=tmp_path)["wiener"]
+
+    class HalfRestorer:
+        name = label = family = "x"
+        degradations = ("gaussian",)
+        uses_strength = False
+
+        def restore(self, img, strength=None):
+            return img
+
+    assert not isinstance(HalfRestorer(), Restorer)  # no restore_batch

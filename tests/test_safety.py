@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from audit import safety
+from deblur import degrade
 from deblur.io import load_image
 
 FACE = Path(__file__).resolve().parent.parent / "examples" / "generated-1.png"  # seed 2024: not in the gallery
@@ -152,9 +153,9 @@ def test_bad_inputs_raise(face, gallery, embedder, kwargs, match):
 
 def test_bad_obscuring_inputs(face):
     with pytest.raises(TypeError, match="Generator"):
-        safety.pixelate_noise(face, 8, rng=0)
+        degrade.pixelate_noise(face, 8, rng=0)
     with pytest.raises(ValueError, match="fill colour"):
-        safety.solid_fill(face, "pink")
+        degrade.solid_fill(face, "pink")
     with pytest.raises(ValueError, match="margin"):
         safety.recommend(pd.DataFrame(), margin=float("nan"))
 
@@ -234,7 +235,9 @@ def test_default_gallery_uses_the_embedders_registry_key(small_faces, gallery, e
     from deblur.embed import get_embedder
 
     asked = []
-    monkeypatch.setattr(safety, "builtin_gallery", lambda key, *a, **k: asked.append(get_embedder(key).name) or gallery)
+    fake = lambda key, *a, **k: asked.append(get_embedder(key).name) or gallery  # noqa: E731
+    monkeypatch.setattr(safety.dataset, "builtin_gallery", fake)  # where each mode looks it up
+    monkeypatch.setattr(safety.sweep, "builtin_gallery", fake)
     faces = [(small_faces.ids[0], small_faces.image(0), {})]
     safety.sweep_dataset(faces, embedder=embedder, degradations=["pixelate"], strengths={"pixelate": (4,)}, n_boot=10)
     safety.sweep_face(small_faces.image(1), embedder=embedder, degradations=["pixelate"],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +13,18 @@ import torch
 
 from deblur import degrade
 from deblur.models import MODELS
-from deblur.restore import WEIGHTS_DIR, LearnedRestorer, load_checkpoint, load_manifest, restorers_for, sha256_file
+from deblur.restore import (
+    WEIGHTS_DIR,
+    LearnedRestorer,
+    WeightsError,
+    clear_cache,
+    load_checkpoint,
+    load_manifest,
+    load_restorer,
+    manifest,
+    restorers_for,
+    sha256_file,
+)
 
 MANIFEST = load_manifest(WEIGHTS_DIR)["models"]
 pytestmark = pytest.mark.skipif(not MANIFEST, reason="no weights/manifest.json yet")
@@ -58,7 +71,7 @@ def test_manifest_is_json_with_metrics_vs_baselines():
 
 def test_restorers_for_offers_shipped_models():
     for kind in degrade.STRENGTHS:
-        rs = restorers_for(kind, verify=True)
+        rs = restorers_for(kind)  # verified against the manifest on every load
         shipped = {n for n, e in MANIFEST.items() if e["degradation"] == kind and e["offer"]}
         assert shipped <= set(rs) and "none" in rs
 
@@ -109,3 +122,38 @@ def test_checkpoints_carry_training_metadata():
     for entry in MANIFEST.values():
         ckpt = load_checkpoint(WEIGHTS_DIR / entry["file"])
         assert {"train_config", "metrics", "train_seconds", "device"} <= set(ckpt)
+
+
+def test_tampered_weights_are_refused_with_the_file_name(tmp_path):
+    """One flipped byte in a copy of weights/: every load path refuses it and names the file (issue 13)."""
+    copy = tmp_path / "weights"
+    shutil.copytree(WEIGHTS_DIR, copy)
+    name, entry = next((n, e) for n, e in MANIFEST.items() if e["degradation"] == "motion" and e["offer"])
+    target = copy / entry["file"]
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match=re.escape(str(target)) + ".*git checkout"):
+        restorers_for("motion", weights_dir=copy, device="cpu")
+    with pytest.raises(WeightsError, match=re.escape(entry["file"])):
+        load_restorer(name, weights_dir=copy, device="cpu")
+    with pytest.raises(WeightsError, match=re.escape(entry["file"])):
+        LearnedRestorer(target, device="cpu")
+    # the untouched files of the same copy still load, verified
+    other = next(e for e in MANIFEST.values() if e["degradation"] == "gaussian" and e["offer"])
+    assert LearnedRestorer(copy / other["file"], device="cpu").verified
+
+
+def test_verification_hashes_each_file_once_per_process(monkeypatch, tmp_path):
+    copy = tmp_path / "weights"
+    shutil.copytree(WEIGHTS_DIR, copy)
+    hashed = []
+    real = manifest.sha256_file
+    monkeypatch.setattr(manifest, "sha256_file", lambda path: hashed.append(path) or real(path))
+    first = restorers_for("gaussian", weights_dir=copy, device="cpu")
+    clear_cache()  # built again from the file, but its hash is remembered
+    second = restorers_for("gaussian", weights_dir=copy, device="cpu")
+    learned = [n for n, r in first.items() if r.family == "learned"]
+    assert learned and len(hashed) == len(learned)
+    assert all(second[n].verified and second[n] is not first[n] for n in learned)
+    assert restorers_for("gaussian", weights_dir=copy, device="cpu")["none"] is second["none"]  # one cache

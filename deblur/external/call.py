@@ -118,10 +118,15 @@ def _keywords(fn: Callable, spec: ExternalSpec) -> tuple[bool, bool]:
     positional = [p for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if not positional and not any(p.kind is p.VAR_POSITIONAL for p in params.values()):
         raise ValueError(f"external restorer {spec.name!r}: {spec.target} takes no positional image argument")
-    required = [p.name for p in positional[1:] if p.default is p.empty and p.name not in ("kind", "strength")]
+    given = {"kind", "strength", *(k for k, _ in spec.extra)}
+    required = [p.name for p in positional[1:] if p.default is p.empty and p.name not in given]
     if required:
         raise ValueError(f"external restorer {spec.name!r}: {spec.target} requires {required} besides the image; "
-                         "facedrift passes the image and, if accepted, kind= and strength= (with ?nonblind)")
+                         "facedrift passes the image and, if accepted, kind= and strength= (with ?nonblind); give "
+                         "fixed values with ?arg.NAME=VALUE")
+    unknown = [k for k, _ in spec.extra if k not in params and not var_kw]
+    if unknown:
+        raise ValueError(f"external restorer {spec.name!r}: {spec.target} has no parameter(s) {unknown}")
     takes_kind = var_kw or "kind" in params
     takes_strength = var_kw or "strength" in params
     if spec.nonblind and not takes_strength:
@@ -150,6 +155,7 @@ class PythonCaller:
             kwargs["kind"] = kind
         if self.takes_strength:
             kwargs["strength"] = strength
+        kwargs.update(self.spec.extra)  # a fixed arg.NAME=VALUE wins
         box: dict = {}
 
         def target():
@@ -203,13 +209,19 @@ class GradioCaller:
                              f"it has {sorted(endpoints)} (write NAME={spec.target}#<one of them>)")
         params = endpoints[spec.api_name]["parameters"]
         sent = 3 if spec.nonblind else 1
-        required = sum(not p.get("parameter_has_default", False) for p in params)
-        if required > sent or len(params) < sent:
+        names = [p.get("parameter_name") for p in params]
+        extra = dict(spec.extra)
+        missing = [p.get("parameter_name") for p in params[sent:]
+                   if not p.get("parameter_has_default") and p.get("parameter_name") not in extra]
+        unknown = [k for k in extra if k not in names[sent:]]
+        if len(params) < sent or missing or unknown:
             self._cleanup()
             what = ("(image, kind, strength)" if spec.nonblind
                     else "(image) only; add ?nonblind to also send kind, strength")
-            raise ValueError(f"external restorer {spec.name!r}: {spec.api_name} takes {len(params)} inputs "
-                             f"({required} required) but facedrift sends {what}")
+            raise ValueError(f"external restorer {spec.name!r}: {spec.api_name} takes {len(params)} inputs {names}; "
+                             f"facedrift sends {what}"
+                             + (f"; give the required {missing} with ?arg.NAME=VALUE" if missing else "")
+                             + (f"; it has no parameter(s) {unknown}" if unknown else ""))
 
     def call(self, img_u8: np.ndarray, kind: str, strength: float | None, timeout: float):
         """``(image array, note)``; raises :class:`RestoreFailure` with the reason."""
@@ -221,7 +233,7 @@ class GradioCaller:
         path.write_bytes(encode_png(img_u8))
         args = (handle_file(str(path)), kind, strength) if self.spec.nonblind else (handle_file(str(path)),)
         try:
-            job = self.client.submit(*args, api_name=self.spec.api_name)
+            job = self.client.submit(*args, **dict(self.spec.extra), api_name=self.spec.api_name)
             try:
                 result = job.result(timeout=timeout)
             except concurrent.futures.TimeoutError:
@@ -352,10 +364,10 @@ class Runner:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
-        """Stop the thread pool and remove the caller's temporary folder."""
+        """Stop the thread pool and drop the connection (its temporary folder goes); a later call reconnects."""
         with self._lock:
             pool, self._pool = self._pool, None
-            caller = self._caller
+            caller, self._caller = self._caller, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
         if caller is not None:

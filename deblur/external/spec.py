@@ -10,7 +10,9 @@ the app)::
 OPTIONS are comma-separated: ``nonblind`` (the restorer is told the strength, see below), ``timeout=S``
 (seconds per call, default 120), ``retries=N`` (re-tries of connection errors and rate limits, default 2),
 ``rate=R`` (at most R calls per second), ``concurrency=N`` (calls in flight), ``kinds=gaussian+motion``
-(degradations it is audited on; default all), ``out=K`` (which output of a multi-output Gradio endpoint).
+(degradations it is audited on; default all), ``out=K`` (which output of a multi-output Gradio endpoint),
+``arg.NAME=VALUE`` (a fixed extra keyword argument, e.g. a Space's ``arg.codeformer_fidelity=0.7``; numbers and
+true/false are read as such; values cannot contain commas).
 
 What is sent: the degraded face as ``HxWx3`` uint8 RGB (a PNG file for Gradio apps). A Python callable also
 gets ``kind=`` when its signature accepts it. External restorers are **blind** unless the spec says
@@ -22,6 +24,7 @@ the details in the row's ``note``; no row is dropped.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field, replace
 
@@ -51,7 +54,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _PYTHON = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _SPACE = re.compile(r"[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*")
 SPEC_HELP = ("NAME=module:callable, NAME=http://host:port/#/api_name or NAME=owner/space#/api_name, "
-             "optionally followed by ?nonblind,timeout=S,retries=N,rate=R,concurrency=N,kinds=gaussian+motion,out=K")
+             "optionally followed by ?nonblind,timeout=S,retries=N,rate=R,concurrency=N,kinds=gaussian+motion,out=K,"
+             "arg.NAME=VALUE")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class ExternalSpec:
     rate: float | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     output: int | None = None
+    extra: tuple[tuple[str, object], ...] = ()
     text: str = field(default="", compare=False)
 
     @property
@@ -132,9 +137,20 @@ def _apply_options(spec: ExternalSpec, options: str) -> ExternalSpec:
                 spec = replace(spec, kinds=kinds)
             elif key in casts and eq:
                 spec = replace(spec, **{"output" if key == "out" else key: casts[key](value)})
+            elif key.startswith("arg.") and eq and key[4:].isidentifier():
+                spec = replace(spec, extra=(*spec.extra, (key[4:], _scalar(value))))
             else:
                 raise ValueError(f"unknown option {item!r}")
         except ValueError as exc:
             raise ValueError(f"external restorer {spec.name!r}: {exc}; options are nonblind, timeout=S, "
-                             "retries=N, rate=R, concurrency=N, kinds=a+b, out=K") from None
+                             "retries=N, rate=R, concurrency=N, kinds=a+b, out=K, arg.NAME=VALUE") from None
     return spec
+
+
+def _scalar(value: str):
+    """``arg.`` values: JSON numbers/true/false/null as such, anything else as the string itself."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        return value
+    return parsed if isinstance(parsed, (int, float, bool)) or parsed is None else value

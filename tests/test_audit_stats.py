@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit.metrics import (
+from audit.report import summarize
+from audit.stats import (
     adjust_pvalues,
     bootstrap_ci,
     calibrate_threshold,
@@ -16,7 +17,6 @@ from audit.metrics import (
     proportion_pvalue,
     wilson_interval,
 )
-from audit.report import summarize
 
 
 def test_bootstrap_ci_contains_mean_and_narrows_with_n():

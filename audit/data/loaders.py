@@ -1,11 +1,11 @@
 """Loaders for real labelled face datasets a user may have: CelebA, FairFace, UTKFace, a folder + CSV.
 
-Every loader returns one type, :class:`LabelledFaces`, so the audit iterates any source the same way
-with :func:`iter_images`. Rows point either at a file (``path``, absolute, resolved and guaranteed to be
-inside ``root``) or at an in-memory image (``images[id]``, e.g. FairFace rows decoded from the Hub's
-parquet, see :mod:`deblur.fairface`). Nothing is dropped silently: every row a loader leaves out is in
-``skipped`` with a ``reason``, and files that turn out not to be images are yielded as
-:class:`~deblur.io.ImageError` by :func:`iter_images` so the caller counts them.
+Every loader returns one type, :class:`~audit.data.labelled.LabelledFaces`, so the audit iterates any source
+the same way with :func:`~audit.data.labelled.iter_images`. Rows point either at a file (``path``, absolute,
+resolved and guaranteed to be inside ``root``) or at an in-memory image (``images[id]``, e.g. FairFace rows
+decoded from the Hub's parquet, see :mod:`audit.data.fairface`). Nothing is dropped silently: every row a
+loader leaves out is in ``skipped`` with a ``reason``, and files that turn out not to be images are yielded as
+:class:`~deblur.io.ImageError` by :func:`~audit.data.labelled.iter_images` so the caller counts them.
 
 Groups come from the dataset's own labels (``label_source == "label"``): they are ground truth only in
 the sense that annotators (or the people photographed, for none of these sets) gave them; see ``notes``.
@@ -16,18 +16,19 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from deblur.degrade import as_image
-from deblur.io import ImageError, decode_image, load_image
+from audit.data.fairface import AGE_NAMES, FAIRFACE_NOTES, age_name, fairface_faces
+from audit.data.labelled import LabelledFaces, skips_frame
+from deblur.faces import haar_has_face
+from deblur.io import ImageError, load_image
 
-__all__ = ["AGE_BINS", "FORMATS", "IMAGE_EXTENSIONS", "LabelledFaces", "age_bin", "detect_format", "iter_images",
-           "load_celeba", "load_dataset", "load_fairface", "load_folder", "load_utkface"]
+__all__ = ["FORMATS", "IMAGE_EXTENSIONS", "detect_format", "load_celeba", "load_dataset", "load_fairface",
+           "load_folder", "load_utkface"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 FORMATS = ("folder", "celeba", "fairface", "utkface")
@@ -40,88 +41,6 @@ NOT_IMAGE_EXT = "not an image extension"
 BAD_LABEL = "bad label"
 DUPLICATE = "duplicate path"
 
-# FairFace's nine age bins; UTKFace ages (years) are binned the same way so the two sets compare.
-AGE_BINS = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70")
-_AGE_EDGES = (0, 3, 10, 20, 30, 40, 50, 60, 70)
-
-FAIRFACE_NOTES = (
-    "FairFace (Kärkkäinen & Joo, WACV 2021), CC BY 4.0: https://github.com/joojs/fairface",
-    "FairFace race, gender and age labels are annotator judgements from the photo, not self-reported; "
-    "'race' is a perceived category, not skin tone.",
-)
-
-
-@dataclass
-class LabelledFaces:
-    """Faces with group labels from any source: files on disk or images held in memory.
-
-    Attributes:
-        frame: one row per face: ``id`` (unique str), ``path`` (absolute resolved path inside ``root``,
-            or ``None`` when the image is in ``images``), the ``group_columns`` (str, missing → ``"unknown"``)
-            and any extra columns (e.g. ``split``, ``age_years``).
-        group_columns: columns that define subgroups for the audit.
-        label_source: ``"label"`` (the dataset's labels) or ``"predicted"``.
-        root: the data folder every path is inside (``None`` for purely in-memory sets).
-        skipped: rows left out, with at least ``id``, ``path`` and ``reason``.
-        notes: caveats and licence attribution to show next to any result.
-        images: in-memory images by id: encoded bytes (decoded by :func:`iter_images`) or arrays.
-        source: the format the faces came from (``"celeba"``, ``"fairface"``, ``"fairface-hub"``...).
-        meta: anything else worth reporting (counts, filters, small groups, file hashes).
-    """
-
-    frame: pd.DataFrame
-    group_columns: list[str]
-    label_source: str = "label"
-    root: Path | None = None
-    skipped: pd.DataFrame = field(default_factory=lambda: _skips([]))
-    notes: list[str] = field(default_factory=list)
-    images: Mapping[str, bytes | np.ndarray] = field(default_factory=dict)
-    source: str = "folder"
-    meta: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.frame)
-
-    def group_counts(self) -> pd.DataFrame:
-        """Number of faces per combination of the group columns (``n`` column)."""
-        if not self.group_columns:
-            return pd.DataFrame({"n": [len(self.frame)]})
-        return self.frame.groupby(self.group_columns, observed=True).size().rename("n").reset_index()
-
-    def skip_counts(self) -> dict[str, int]:
-        """How many rows were skipped, per reason."""
-        return {str(k): int(v) for k, v in self.skipped["reason"].value_counts().items()} if len(self.skipped) else {}
-
-
-def _skips(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows)
-    for column in ("id", "path", "reason"):
-        if column not in frame:
-            frame[column] = pd.Series(dtype=object)
-    return frame
-
-
-def iter_images(faces: LabelledFaces) -> Iterator[tuple[pd.Series, np.ndarray | ImageError]]:
-    """Yield ``(row, image)`` for every face, ``image`` being ``HxWx3`` float32 in ``[0, 1]``.
-
-    A face that cannot be read (deleted since loading, not really an image, corrupt bytes) is yielded as
-    an :class:`~deblur.io.ImageError` instead of an image, so the caller counts it as a skip and goes on.
-    """
-    for _, row in faces.frame.iterrows():
-        face_id = str(row["id"])
-        try:
-            if face_id in faces.images:
-                stored = faces.images[face_id]
-                image = decode_image(stored, f"image {face_id!r}") if isinstance(stored, bytes) else as_image(stored)
-            elif isinstance(row.get("path"), str) and row["path"]:
-                image = load_image(row["path"])
-            else:
-                raise ImageError(f"face {face_id!r} has neither a file path nor an in-memory image")
-        except FileNotFoundError as exc:
-            image = ImageError(f"{exc} (it was there when the data set was loaded)")
-        except (ImageError, ValueError) as exc:
-            image = exc if isinstance(exc, ImageError) else ImageError(f"image {face_id!r}: {exc}")
-        yield row, image
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -197,12 +116,6 @@ def _read_csv(path: Path, what: str) -> pd.DataFrame:
     return frame
 
 
-def age_bin(years: int) -> str:
-    """FairFace's age bin for an age in years."""
-    index = int(np.searchsorted(_AGE_EDGES, years, side="right")) - 1
-    return AGE_BINS[max(index, 0)]
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Generic folder + CSV
 
@@ -253,7 +166,7 @@ def load_folder(root: str | os.PathLike, labels_csv: str | os.PathLike | None = 
     kept, skipped = _split_rows(root_path, table.to_dict("records"))
     extra = [c for c in others if c not in groups]
     notes = [f"Groups from the columns {groups} of {csv_path.name}; their meaning and accuracy are the data owner's."]
-    return LabelledFaces(_frame(kept, groups, extra), groups, root=root_path, skipped=_skips(skipped), notes=notes,
+    return LabelledFaces(_frame(kept, groups, extra), groups, root=root_path, skipped=skips_frame(skipped), notes=notes,
                          source="folder", meta={"labels_csv": str(csv_path)})
 
 
@@ -367,7 +280,7 @@ def load_celeba(root: str | os.PathLike, groups: Sequence[str] = ("Male", "Young
     skipped.extend(bad_paths)
     if detect:
         if has_face is None:
-            from deblur.faces import haar_has_face as has_face
+            has_face = haar_has_face
         with_face = []
         for row in kept:
             try:
@@ -392,7 +305,7 @@ def load_celeba(root: str | os.PathLike, groups: Sequence[str] = ("Male", "Young
     meta.update(filters=filters, partition=bool(partition))
     extra = ["split"] if partition else []
     return LabelledFaces(_frame(kept, group_columns, extra), group_columns, root=root_path,
-                         skipped=_skips(skipped), notes=notes, source="celeba", meta=meta)
+                         skipped=skips_frame(skipped), notes=notes, source="celeba", meta=meta)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -413,7 +326,7 @@ def load_fairface(root: str | os.PathLike, csv: str | os.PathLike | None = None,
     """FairFace as released: ``root/val/1.jpg ...`` plus ``fairface_label_val.csv``.
 
     The CSV has columns ``file,age,gender,race,service_test`` with ``file`` like ``val/1.jpg`` (relative to
-    ``root``). For the copy on the Hugging Face Hub use :func:`deblur.fairface.fairface_faces`.
+    ``root``). For the copy on the Hugging Face Hub use :func:`audit.data.fairface.fairface_faces`.
 
     Args:
         root: FairFace folder.
@@ -433,14 +346,14 @@ def load_fairface(root: str | os.PathLike, csv: str | os.PathLike | None = None,
     table["id"] = table["path"].str.strip()
     rows, skipped = [], []
     for row in table.to_dict("records"):
-        if row["age"] and row["age"] not in AGE_BINS and row["age"] != "70+":
+        if row["age"] and row["age"] not in AGE_NAMES and row["age"] != "70+":
             skipped.append({"id": row["id"], "path": row["path"], "reason": f"{BAD_LABEL} (age {row['age']!r})"})
             continue
         rows.append(row)
     kept, bad_paths = _split_rows(root_path, rows)
     extra = [c for c in ("age", "gender", "race", "service_test") if c not in groups and c in table.columns]
     return LabelledFaces(_frame(kept, list(groups), extra), list(groups), root=root_path,
-                         skipped=_skips(skipped + bad_paths), notes=list(FAIRFACE_NOTES), source="fairface",
+                         skipped=skips_frame(skipped + bad_paths), notes=list(FAIRFACE_NOTES), source="fairface",
                          meta={"labels_csv": str(csv_path)})
 
 
@@ -476,7 +389,7 @@ def load_utkface(root: str | os.PathLike) -> LabelledFaces:
             skipped.append({"id": relative, "path": relative, "reason": reason})
             continue
         rows.append({"id": relative, "path": relative, "gender": UTK_GENDERS[gender], "race": UTK_RACES[race],
-                     "age": age_bin(age), "age_years": age})
+                     "age": age_name(age), "age_years": age})
     kept, bad_paths = _split_rows(root_path, rows)
     notes = ["UTKFace (Zhang, Song & Qi, CVPR 2017): non-commercial research only, "
              "https://susanqq.github.io/UTKFace/",
@@ -484,7 +397,7 @@ def load_utkface(root: str | os.PathLike) -> LabelledFaces:
              "Latino, Middle Eastern and more."]
     groups = ["race", "gender", "age"]
     return LabelledFaces(_frame(kept, groups, ["age_years"]), groups, root=root_path,
-                         skipped=_skips(skipped + bad_paths), notes=notes, source="utkface")
+                         skipped=skips_frame(skipped + bad_paths), notes=notes, source="utkface")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -515,7 +428,7 @@ def load_dataset(source: str | os.PathLike, root: str | os.PathLike | None = Non
     Args:
         source: a data folder, or a format name from :data:`FORMATS` (then ``root`` is the folder), or
             ``"fairface-hub"`` (download FairFace's validation split from the Hugging Face Hub; ``options``
-            go to :func:`deblur.fairface.fairface_faces`, e.g. ``n_per_group``). ``"fairface"`` without a
+            go to :func:`audit.data.fairface.fairface_faces`, e.g. ``n_per_group``). ``"fairface"`` without a
             ``root`` means the Hub too, unless a folder of that name exists.
         root: the data folder when ``source`` is a format name.
         labels: a labels CSV (``folder``: ``path`` + groups; ``fairface``: the label CSV).
@@ -524,11 +437,9 @@ def load_dataset(source: str | os.PathLike, root: str | os.PathLike | None = Non
 
     Raises:
         ValueError: for an unknown format (the message lists the known ones).
-        deblur.fairface.DatasetUnavailable: for ``"fairface-hub"`` when the Hub cannot be reached.
+        audit.data.fairface.DatasetUnavailable: for ``"fairface-hub"`` when the Hub cannot be reached.
     """
     if str(source) == "fairface-hub" or (str(source) == "fairface" and root is None and not Path(source).exists()):
-        from deblur.fairface import fairface_faces
-
         return fairface_faces(**options)
     if str(source) in FORMATS and root is None and not Path(source).exists():
         raise ValueError(f"format {source!r} needs root=<the data folder>")

@@ -1,17 +1,15 @@
-"""One restorer interface for learned and classical models, used by the app, the audit and the CLI.
+"""Learned restorers: checkpoints of :mod:`deblur.train` behind the :class:`~deblur.restore.protocol.Restorer` API.
 
-:class:`LearnedRestorer` loads a checkpoint written by :mod:`deblur.train` (with ``weights_only=True``),
-picks a device, reflect-pads any image size to a multiple of the network's stride and crops back, runs in
-batches and supplies the extra input channels a model needs (the classical estimate and/or the strength).
-:func:`restorers_for` merges the shipped learned models of ``weights/manifest.json`` with the classical
-baselines of :mod:`deblur.classical`. Missing or corrupt weights raise an error naming the file and the
-command that retrains it; a restorer never falls back to random weights.
+:class:`LearnedRestorer` verifies the file against the ``manifest.json`` next to it (when one lists it), loads
+it with ``weights_only=True``, picks a device, reflect-pads any image size to a multiple of the network's
+stride and crops back, runs in batches and supplies the extra input channels a model needs (the classical
+estimate and/or the strength). Missing, corrupt or tampered weights raise an error naming the file and the
+command that fixes it; a restorer never falls back to random weights. Get restorers through
+:mod:`deblur.restore.registry`, which builds each one once per process.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,14 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from deblur.degrade import STRENGTHS, as_image
+from deblur.degrade import as_image
 from deblur.models import build_model
+from deblur.restore.classical import classical_estimate
+from deblur.restore.manifest import RETRAIN_HINT, verify_weights
+from deblur.strengths import STRENGTHS
 
-__all__ = ["WEIGHTS_DIR", "LearnedRestorer", "assemble_input", "load_checkpoint", "load_manifest", "load_restorer",
-           "pick_device", "restorers_for", "sha256_file"]
-
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-RETRAIN_HINT = "retrain it with `python -m deblur.train --help` (see weights/cards/) or restore it from git"
+__all__ = ["LearnedRestorer", "assemble_input", "load_checkpoint", "pick_device"]
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -34,15 +31,6 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -102,7 +90,10 @@ def _pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
 
 
 class LearnedRestorer:
-    """A trained network behind the Restorer protocol of docs/CONTRACTS.md.
+    """A trained network behind the :class:`~deblur.restore.protocol.Restorer` interface.
+
+    A file listed in the ``manifest.json`` of its folder is checked against the sha256 there first
+    (:func:`deblur.restore.manifest.verify_weights`); :attr:`verified` says whether it was.
 
     Args:
         path: checkpoint written by :mod:`deblur.train`.
@@ -116,6 +107,7 @@ class LearnedRestorer:
     def __init__(self, path: str | Path, device: str | torch.device | None = None, batch_size: int = 16,
                  name: str | None = None, label: str | None = None):
         self.path = Path(path)
+        self.verified = verify_weights(self.path)  # refuses a file that differs from its manifest entry
         ckpt = load_checkpoint(self.path)
         self.device = pick_device(device)
         self.model = build_model(ckpt["model_name"], **ckpt["model_args"])
@@ -166,8 +158,6 @@ class LearnedRestorer:
     def _run(self, imgs: np.ndarray, strengths: list[float] | None) -> np.ndarray:
         classical = None
         if self.uses_classical:
-            from deblur.classical import classical_estimate
-
             classical = np.stack([classical_estimate(im, self.kind, s) for im, s in zip(imgs, strengths, strict=True)])
             classical = torch.from_numpy(np.ascontiguousarray(classical, np.float32)).permute(0, 3, 1, 2)
         x = torch.from_numpy(imgs).permute(0, 3, 1, 2)
@@ -177,65 +167,3 @@ class LearnedRestorer:
         with torch.inference_mode():
             y = self.model(x)[..., :h, :w]
         return y.clamp(0.0, 1.0).permute(0, 2, 3, 1).float().cpu().numpy()
-
-
-def load_manifest(weights_dir: str | Path = WEIGHTS_DIR) -> dict:
-    """``weights_dir/manifest.json`` as a dict (``{}`` entries when it does not exist yet)."""
-    path = Path(weights_dir) / "manifest.json"
-    if not path.is_file():
-        return {"models": {}}
-    return json.loads(path.read_text())
-
-
-def _from_manifest(name: str, entry: dict, weights_dir: Path, device, verify: bool) -> LearnedRestorer:
-    path = weights_dir / entry["file"]
-    if verify and path.is_file() and sha256_file(path) != entry["sha256"]:
-        raise ValueError(f"weights file {path} does not match the sha256 in {weights_dir / 'manifest.json'}; "
-                         f"{RETRAIN_HINT}")
-    return LearnedRestorer(path, device=device, name=name, label=entry.get("label"))
-
-
-def restorers_for(degradation: str, weights_dir: str | Path = WEIGHTS_DIR, device=None,
-                  verify: bool = False, include_unoffered: bool = False) -> dict:
-    """Every shipped learned model for ``degradation``, its classical baselines and ``"none"``.
-
-    Args:
-        degradation: ``"gaussian"``, ``"pixelate"`` or ``"motion"``.
-        weights_dir: folder holding ``manifest.json`` and the weights files.
-        device: torch device for the learned models.
-        verify: also check each file's sha256 against the manifest.
-        include_unoffered: also return shipped models whose manifest entry has ``offer: false`` (they do
-            not beat the degraded input on average; kept to reproduce the study).
-    """
-    if degradation not in STRENGTHS:
-        raise ValueError(f"unknown degradation {degradation!r}; choose one of {sorted(STRENGTHS)}")
-    from deblur.classical import NoRestorer, classical_restorers
-
-    weights_dir = Path(weights_dir)
-    out: dict = {}
-    for name, entry in load_manifest(weights_dir).get("models", {}).items():
-        if entry.get("degradation") == degradation and (include_unoffered or entry.get("offer", True)):
-            out[name] = _from_manifest(name, entry, weights_dir, device, verify)
-    out.update(classical_restorers(degradation))
-    if "none" not in out:
-        out["none"] = NoRestorer()
-    return out
-
-
-def load_restorer(name_or_path: str | Path, device=None, weights_dir: str | Path = WEIGHTS_DIR):
-    """A restorer by manifest name (``"resunet-gaussian"``), classical name (``"wiener"``) or file path."""
-    weights_dir = Path(weights_dir)
-    models = load_manifest(weights_dir).get("models", {})
-    if str(name_or_path) in models:
-        return _from_manifest(str(name_or_path), models[str(name_or_path)], weights_dir, device, verify=False)
-    path = Path(name_or_path)
-    if path.suffix == ".pt" or path.exists():
-        return LearnedRestorer(path, device=device)
-    from deblur import classical
-
-    for kind in STRENGTHS:
-        found = classical.classical_restorers(kind)
-        if str(name_or_path) in found:
-            return found[str(name_or_path)]
-    raise ValueError(f"unknown restorer {name_or_path!r}; shipped models: {sorted(models)}; or pass a .pt path "
-                     "or a classical name (wiener, richardson_lucy, bicubic, none)")

@@ -36,8 +36,10 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from scipy import fft
 
-from deblur.degrade import STRENGTHS, _check_kind, _check_strength, as_image, psf
+from deblur.degrade import _check_kind, as_image, block_means, psf
+from deblur.strengths import STRENGTHS, check_strength
 
 __all__ = [
     "RL_ITERATIONS",
@@ -47,7 +49,6 @@ __all__ = [
     "NoRestorer",
     "RichardsonLucyRestorer",
     "WienerRestorer",
-    "block_grid",
     "bicubic_from_blocks",
     "classical_estimate",
     "classical_restorers",
@@ -89,7 +90,7 @@ def _require_strength(name: str, kind: str, strength: float | None) -> float:
         raise ValueError(
             f"{name} is non-blind: pass the {kind} strength ({STRENGTHS[kind].name}) that degraded the image"
         )
-    return _check_strength(kind, strength)
+    return check_strength(kind, strength)
 
 
 def _mirror_periodic(img: np.ndarray, min_shape: tuple[int, int]) -> np.ndarray:
@@ -146,8 +147,6 @@ def richardson_lucy(img: np.ndarray, kernel: np.ndarray, num_iter: int) -> np.nd
     Returns:
         The restored ``HxWx3`` float32 image.
     """
-    from scipy import fft
-
     h, w = img.shape[:2]
     observed = _mirror_periodic(img.astype(np.float32), (2 * kernel.shape[0], 2 * kernel.shape[1]))
     shape = observed.shape[:2]
@@ -161,19 +160,6 @@ def richardson_lucy(img: np.ndarray, kernel: np.ndarray, num_iter: int) -> np.nd
     for _ in range(int(num_iter)):
         estimate *= apply(observed / np.maximum(apply(estimate, tf), 1e-6), tf_adjoint)
     return np.clip(estimate[:h, :w], 0.0, 1.0).astype(np.float32)
-
-
-def block_grid(img: np.ndarray, block: int) -> np.ndarray:
-    """One sample per pixelation block: the mean of the pixels it covers (partial edge blocks included).
-
-    Returns:
-        ``ceil(H/block) x ceil(W/block) x C`` float32 array.
-    """
-    h, w = img.shape[:2]
-    rows, cols = np.arange(0, h, block), np.arange(0, w, block)
-    sums = np.add.reduceat(np.add.reduceat(img.astype(np.float64), rows, axis=0), cols, axis=1)
-    counts = np.outer(np.diff(np.append(rows, h)), np.diff(np.append(cols, w)))[:, :, None]
-    return (sums / counts).astype(np.float32)
 
 
 def _grid_coords(size: int, block: int) -> np.ndarray:
@@ -226,7 +212,7 @@ def classical_estimate(img: np.ndarray, kind: str, strength: float) -> np.ndarra
         return img.copy()
     if kind == "pixelate":
         block = int(strength)
-        return bicubic_from_blocks(block_grid(img, block), block, img.shape[:2])
+        return bicubic_from_blocks(block_means(img, block), block, img.shape[:2])
     return wiener(img, psf(kind, strength), wiener_balance(kind, strength))
 
 
@@ -345,7 +331,7 @@ class BicubicRestorer(ClassicalRestorer):
 
     def _restore(self, img: np.ndarray, strength: float) -> np.ndarray:
         block = int(strength)
-        return bicubic_from_blocks(block_grid(img, block), block, img.shape[:2])
+        return bicubic_from_blocks(block_means(img, block), block, img.shape[:2])
 
 
 class NoRestorer:

@@ -5,8 +5,8 @@ split ``validation``: 10,954 faces in one ~63 MB parquet file, CC BY 4.0) is dow
 ``deblur.data.cache_dir()/fairface``, verified (readable parquet, expected columns and row count) and
 recorded with the sha256 of each file in a small JSON next to it; later calls read the cache without
 touching the network. :func:`fairface_faces` draws a stratified, seeded sample (``n_per_group`` faces per
-group) and returns a :class:`deblur.loaders.LabelledFaces` with the JPEG bytes in memory, so the audit
-iterates it like any other source with :func:`deblur.loaders.iter_images`.
+group) and returns a :class:`audit.data.labelled.LabelledFaces` with the JPEG bytes in memory, so the audit
+iterates it like any other source with :func:`audit.data.labelled.iter_images`.
 
 When the Hub cannot be reached, :class:`DatasetUnavailable` says what could not be downloaded. Callers
 must show that message and let the user choose the built-in set; they never switch silently.
@@ -22,17 +22,31 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import huggingface_hub
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
+from audit.data.labelled import LabelledFaces, skips_frame
 from deblur.data import cache_dir
 from deblur.io import ImageError, decode_image
-from deblur.loaders import AGE_BINS, FAIRFACE_NOTES, LabelledFaces, _skips
 
-__all__ = ["AGE_NAMES", "ATTRIBUTION", "COLUMNS", "EXPECTED_ROWS", "GENDER_NAMES", "GROUPABLE", "RACE_NAMES", "REPO_ID",
-           "DatasetUnavailable", "download_fairface", "fairface_faces", "hub_download"]
+__all__ = ["AGE_NAMES", "ATTRIBUTION", "COLUMNS", "EXPECTED_ROWS", "FAIRFACE_NOTES", "GENDER_NAMES", "GROUPABLE",
+           "RACE_NAMES", "REPO_ID", "DatasetUnavailable", "age_name", "download_fairface", "fairface_faces",
+           "hub_download"]
+
+# FairFace's nine age labels, in the dataset card's class-label order; UTKFace ages (years) are labelled the
+# same way (age_name) so the two sets compare. Not audit.groups.AGE_EDGES (the predicted-age bins).
+AGE_NAMES = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70")
+_AGE_STARTS = (0, 3, 10, 20, 30, 40, 50, 60, 70)
+
+FAIRFACE_NOTES = (
+    "FairFace (Kärkkäinen & Joo, WACV 2021), CC BY 4.0: https://github.com/joojs/fairface",
+    "FairFace race, gender and age labels are annotator judgements from the photo, not self-reported; "
+    "'race' is a perceived category, not skin tone.",
+)
 
 REPO_ID = "HuggingFaceM4/FairFace"
 CONFIG = "0.25"
@@ -42,7 +56,6 @@ EXPECTED_ROWS = 10_954
 DOWNLOAD_MB = 63
 COLUMNS = ("image", "age", "gender", "race", "service_test")
 # Class-label order as in the dataset card's ``dataset_info`` (checked against the Hub's README.md).
-AGE_NAMES = AGE_BINS
 GENDER_NAMES = ("Male", "Female")
 RACE_NAMES = ("East Asian", "Indian", "Black", "White", "Middle Eastern", "Latino_Hispanic", "Southeast Asian")
 _LABEL_NAMES = {"age": AGE_NAMES, "gender": GENDER_NAMES, "race": RACE_NAMES}
@@ -55,6 +68,12 @@ ProgressFn = Callable[[float, str], object]
 """``progress(fraction, message)``; a ``gr.Progress()`` instance fits."""
 Downloader = Callable[[Path, "ProgressFn | None"], Sequence[str | os.PathLike]]
 """``download(dest, progress) -> parquet files``; :func:`hub_download` or a stand-in for tests."""
+
+
+def age_name(years: int) -> str:
+    """FairFace's age label (one of :data:`AGE_NAMES`) for an age in years."""
+    index = int(np.searchsorted(_AGE_STARTS, years, side="right")) - 1
+    return AGE_NAMES[max(index, 0)]
 
 
 class DatasetUnavailable(RuntimeError):
@@ -85,8 +104,6 @@ def _progress_tqdm(progress: ProgressFn | None):
     """A tqdm class that also forwards byte progress to ``progress`` (e.g. a ``gr.Progress``)."""
     if progress is None:
         return None
-    from tqdm.auto import tqdm
-
     class _Forwarding(tqdm):
         def update(self, n: float | None = 1):
             shown = super().update(n)
@@ -100,10 +117,8 @@ def _progress_tqdm(progress: ProgressFn | None):
 
 def hub_download(dest: Path, progress: ProgressFn | None = None) -> list[Path]:
     """Download the FairFace validation parquet file(s) from the Hub into ``dest`` (the real network path)."""
-    from huggingface_hub import snapshot_download
-
-    folder = snapshot_download(REPO_ID, repo_type="dataset", allow_patterns=FILE_PATTERN, local_dir=dest,
-                               tqdm_class=_progress_tqdm(progress))
+    folder = huggingface_hub.snapshot_download(REPO_ID, repo_type="dataset", allow_patterns=FILE_PATTERN,
+                                               local_dir=dest, tqdm_class=_progress_tqdm(progress))
     return sorted(Path(folder).glob(FILE_PATTERN))
 
 
@@ -235,7 +250,7 @@ def fairface_faces(n_per_group: int = 100, group_by: Sequence[str] = ("race",), 
         cache, download, progress, expected_rows: see :func:`download_fairface`.
 
     Returns:
-        :class:`~deblur.loaders.LabelledFaces` with ``source="fairface-hub"``, rows interleaved across groups
+        :class:`~audit.data.labelled.LabelledFaces` with ``source="fairface-hub"``, rows interleaved across groups
         (so any prefix is balanced), the JPEG bytes in ``images``,
         all three label columns, ``meta["small_groups"]`` (groups with fewer usable faces than requested,
         also named in ``notes``) and corrupt image rows in ``skipped``.
@@ -296,5 +311,5 @@ def fairface_faces(n_per_group: int = 100, group_by: Sequence[str] = ("race",), 
     meta = {"repo_id": REPO_ID, "config": CONFIG, "split": SPLIT, "n_per_group": n_per_group, "seed": seed,
             "group_by": group_by, "small_groups": small, "rows_available": table.num_rows,
             "files": [str(f) for f in files]}
-    return LabelledFaces(frame, group_by, label_source="label", root=None, skipped=_skips(skipped), notes=notes,
+    return LabelledFaces(frame, group_by, label_source="label", root=None, skipped=skips_frame(skipped), notes=notes,
                          images=images, source="fairface-hub", meta=meta)

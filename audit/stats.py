@@ -1,6 +1,11 @@
 """Per-group statistics with honest uncertainty, in the spirit of Fairlearn's ``MetricFrame``.
 
-- Means and medians get seeded percentile-bootstrap confidence intervals.
+The statistics themselves come from well-kept libraries: ``scipy.stats.bootstrap`` (percentile method, seeded),
+``scipy.stats.binomtest(...).proportion_ci(method="wilson")``, ``scipy.stats.permutation_test``,
+``scipy.stats.fisher_exact`` / ``ttest_ind`` and statsmodels' ``multipletests`` (Holm, Bonferroni).
+
+- Means and medians get seeded **percentile**-bootstrap confidence intervals (not scipy's default BCa: the
+  percentile interval is what the reports have always used, and it is defined for any sample size).
 - Rates (failure at the match threshold, rank-1 re-identification) get **Wilson** intervals: a bootstrap
   interval collapses to zero width at 0 % or 100 %, which small groups hit often.
 - Every group is compared with a reference group (default: the largest) by ratio and difference.
@@ -17,16 +22,19 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 __all__ = ["GroupStats", "Threshold", "adjust_pvalues", "bootstrap_ci", "calibrate_threshold", "group_metrics",
            "impostor_distances", "permutation_pvalue", "proportion_pvalue", "wilson_interval"]
 
-_BOOT_CHUNK = 4_000_000  # resampled values held in memory at once
+_BOOT_CHUNK = 4_000_000  # resampled values held in memory at once (scipy's ``batch``)
 
 
 def bootstrap_ci(values: Sequence[float], stat: str = "mean", n_boot: int = 1000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean or median.
+    """Percentile bootstrap confidence interval of the mean or median (``scipy.stats.bootstrap``).
+
+    The resamples are drawn from ``np.random.default_rng(seed)``: same seed, same interval.
 
     Args:
         values: the sample (NaNs are dropped).
@@ -48,18 +56,18 @@ def bootstrap_ci(values: Sequence[float], stat: str = "mean", n_boot: int = 1000
     x = x[~np.isnan(x)]
     if x.size == 0:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    fn = np.mean if stat == "mean" else np.median
-    chunk = max(1, _BOOT_CHUNK // x.size)
-    boots = np.concatenate([fn(x[rng.integers(0, x.size, (min(chunk, n_boot - i), x.size))], axis=1)
-                            for i in range(0, n_boot, chunk)])
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
-    return float(lo), float(hi)
+    if x.size == 1:  # scipy needs two observations; every resample of one value is that value
+        return float(x[0]), float(x[0])
+    res = stats.bootstrap((x,), np.mean if stat == "mean" else np.median, n_resamples=n_boot,
+                          batch=max(1, _BOOT_CHUNK // x.size), vectorized=True, confidence_level=level,
+                          method="percentile", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a proportion ``k / n`` (nonzero width even at 0 % and 100 %).
+
+    ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``.
 
     Returns:
         ``(low, high)``; ``(nan, nan)`` when ``n == 0``.
@@ -68,12 +76,8 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
     if n == 0:
         return float("nan"), float("nan")
-    z = stats.norm.ppf(1 - (1 - level) / 2)
-    p = k / n
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def proportion_pvalue(k1: int, n1: int, k2: int, n2: int) -> float:
@@ -87,7 +91,12 @@ def permutation_pvalue(a: Sequence[float], b: Sequence[float], n_perm: int = 10_
                        max_exact_n: int = 5_000) -> float:
     """Two-sided test of equal means: permutation test, or Welch's t-test for large samples.
 
-    The permutation p-value is ``(count + 1) / (n_perm + 1)``, never exactly 0, so ``n_perm`` bounds the
+    ``scipy.stats.permutation_test`` on the statistic ``|mean(a) - mean(b)|`` (one-sided ``"greater"`` on the
+    absolute difference is the two-sided test), ``n_perm`` random splits drawn from
+    ``np.random.default_rng(seed)``. When every split of the pooled values can be enumerated within ``n_perm``
+    (tiny groups), scipy computes the exact p-value instead.
+
+    The Monte-Carlo p-value is ``(count + 1) / (n_perm + 1)``, never exactly 0, so ``n_perm`` bounds the
     smallest p-value: with Holm over ``m`` comparisons it must exceed ``m / alpha`` for anything to be able
     to reach significance (the default 10 000 allows ~500 comparisons at 0.05). Above ``max_exact_n`` pooled
     values Welch's t-test is used (the central limit theorem holds and permuting would be slow).
@@ -100,35 +109,44 @@ def permutation_pvalue(a: Sequence[float], b: Sequence[float], n_perm: int = 10_
         if a.size < 2 or b.size < 2:
             return float("nan")
         return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    pooled = np.concatenate([a, b])
-    observed = abs(a.mean() - b.mean())
-    rng = np.random.default_rng(seed)
-    count, chunk = 0, max(1, _BOOT_CHUNK // pooled.size)
-    for start in range(0, n_perm, chunk):
-        perms = rng.permuted(np.broadcast_to(pooled, (min(chunk, n_perm - start), pooled.size)), axis=1)
-        diff = np.abs(perms[:, :a.size].mean(axis=1) - perms[:, a.size:].mean(axis=1))
-        count += int((diff >= observed - 1e-12).sum())
-    return (count + 1) / (n_perm + 1)
+    if min(a.size, b.size) == 1:
+        return _single_value_pvalue(a, b)
+    res = stats.permutation_test((a, b), _abs_mean_difference, permutation_type="independent", vectorized=True,
+                                 n_resamples=n_perm, batch=max(1, _BOOT_CHUNK // (a.size + b.size)),
+                                 alternative="greater", rng=np.random.default_rng(seed))
+    return float(res.pvalue)
+
+
+def _abs_mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.abs(a.mean(axis=axis) - b.mean(axis=axis))
+
+
+def _single_value_pvalue(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact permutation p-value when one sample has a single value (``scipy.stats.permutation_test`` needs two).
+
+    The split is then just which pooled value stands alone: all ``n`` of them are enumerated, as scipy does
+    itself whenever the splits number at most ``n_resamples`` (here ``n <= max_exact_n`` always holds).
+    """
+    one, rest = (a, b) if a.size == 1 else (b, a)
+    pooled = np.concatenate([one, rest])
+    alone = np.abs(pooled - (pooled.sum() - pooled) / (pooled.size - 1))
+    observed = abs(float(one[0]) - float(rest.mean()))
+    return float(np.mean(alone >= observed - abs(observed) * 100 * np.finfo(float).eps))
 
 
 def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> np.ndarray:
-    """Family-wise error control: Holm step-down or Bonferroni adjusted p-values (NaNs pass through)."""
+    """Family-wise error control: Holm step-down or Bonferroni adjusted p-values (NaNs pass through).
+
+    statsmodels' ``multipletests`` over the non-NaN p-values.
+    """
     if method not in ("holm", "bonferroni"):
         raise ValueError(f"method must be 'holm' or 'bonferroni', got {method!r}")
     p = np.asarray(pvalues, dtype=float)
     out = np.full_like(p, np.nan)
     valid = np.flatnonzero(~np.isnan(p))
-    m = valid.size
-    if m == 0:
+    if valid.size == 0:
         return out
-    if method == "bonferroni":
-        out[valid] = np.minimum(1.0, p[valid] * m)
-        return out
-    order = valid[np.argsort(p[valid], kind="stable")]
-    running = 0.0
-    for rank, idx in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[idx]))
-        out[idx] = running
+    out[valid] = multipletests(p[valid], method=method)[1]
     return out
 
 

@@ -1,0 +1,75 @@
+"""Command line of the safety sweep: ``python -m audit.safety`` (see ``docs/SAFETY.md``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from audit import safety
+from audit.data import face_items
+from audit.engine import to_crop
+from audit.safety import KINDS, figure, sweep_dataset, sweep_face
+from deblur.degrade import DEGRADATIONS
+from deblur.io import load_image
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m audit.safety`` argument parser."""
+    p = argparse.ArgumentParser(prog="python -m audit.safety", description=safety.__doc__.split("\n\n")[0])
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--image", help="one photo or face crop: sweep it and write figures + obscured PNGs")
+    src.add_argument("--data", default="builtin", help="'builtin' or a data folder (dataset mode, as python -m audit)")
+    p.add_argument("--labels", help="labels CSV for --data (folder format)")
+    p.add_argument("--format", help="folder, celeba, fairface or utkface (detected when omitted)")
+    p.add_argument("--n", type=int, default=24, help="faces in dataset mode")
+    p.add_argument("--margin", type=float, default=0.0, help="distance margin above the threshold")
+    p.add_argument("--degradations", nargs="+", default=None, choices=list(KINDS))
+    p.add_argument("--thorough", action="store_true", help="also run Richardson-Lucy (slower)")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plotlyjs", default="cdn", choices=["cdn", "inline"], help="plotly.js in the HTML")
+    p.add_argument("--out", default="results/safety")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a one-face sweep (``--image``) or dataset mode and write the outputs into ``--out``."""
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.image:
+        crop = to_crop(load_image(args.image))
+        if crop is None:
+            print(f"no face found in {args.image}", file=sys.stderr)
+            return 2
+        res = sweep_face(crop, degradations=args.degradations or KINDS, margin=args.margin, thorough=args.thorough,
+                         seed=args.seed)
+        res.table.to_csv(out / "safety_sweep.csv", index=False)
+        res.summary().to_csv(out / "safety_recommendations.csv", index=False)
+        with (out / "safety_sweep.html").open("w", encoding="utf-8") as fh:
+            for k, kind in enumerate(res.recommendations):
+                js = args.plotlyjs if k == 0 else False
+                fh.write(figure(res, kind).to_html(full_html=False, include_plotlyjs=js))
+        for kind in res.recommendations:
+            data = res.png(kind)
+            if data is not None:
+                (out / f"obscured_{kind}.png").write_bytes(data)
+        print(res.summary()[["degradation", "recommended", "first_safe", "tested_max"]].to_string(index=False))
+        print(f"{res.seconds:.1f} s, {res.n_embeddings} embeddings; excluded: {list(res.excluded)}")
+        return 0
+    items = face_items(args.data, n=args.n, labels=args.labels, fmt=args.format)
+    ds = sweep_dataset(items, degradations=args.degradations or DEGRADATIONS, margin=args.margin,
+                       thorough=args.thorough, n_boot=args.n_boot, seed=args.seed,
+                       progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True))
+    print(file=sys.stderr)
+    paths = ds.write(out, args.plotlyjs)
+    cols = [c for c in ds.per_face.columns if c.startswith("safe_")]
+    print(ds.per_face[cols].describe().to_string())
+    print("wrote", ", ".join(str(p) for p in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

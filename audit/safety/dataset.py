@@ -1,0 +1,151 @@
+"""Dataset mode: the one-face sweep over many faces and the distribution of safe strengths per group."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from audit.engine import Gallery, prepare_face
+from audit.groups import PREDICTED_ATTRIBUTES
+from audit.safety.figures import group_figures
+from audit.safety.gallery import builtin_gallery
+from audit.safety.sweep import LOWER_BOUND_NOTE, SLOW_RESTORERS, resolve_grid, sweep_face
+from audit.stats import group_metrics
+from deblur.degrade import DEGRADATIONS, NOISE_SIGMA
+from deblur.embed import Embedder, get_embedder
+
+__all__ = ["DatasetSafety", "group_table", "sweep_dataset"]
+
+
+@dataclass
+class DatasetSafety:
+    """Per-face safe strengths over a data set and their distribution per group.
+
+    Attributes:
+        per_face: one row per face: ``image_id``, group columns, ``safe_<kind>`` (NaN: no tested strength is
+            safe), ``first_safe_<kind>``.
+        rows: the long sweep table of every face (``image_id`` + :attr:`SweepResult.table` columns).
+        groups: per kind × attribute × group: n, faces with a safe strength, mean/median safe strength with
+            bootstrap CIs, rate of faces with *no* safe strength (Wilson CI), ratio/difference vs reference.
+        group_columns: attribute → ``"label"`` or ``"prediction"``.
+        settings: how it was run (embedder, threshold, margin, grid, excluded restorers, seconds).
+    """
+
+    per_face: pd.DataFrame
+    rows: pd.DataFrame
+    groups: pd.DataFrame
+    group_columns: dict[str, str]
+    settings: dict
+
+    def write(self, out: str | Path, plotlyjs: str = "cdn") -> list[Path]:
+        """Write ``safety_per_image.csv``, ``safety_rows.csv``, ``safety_groups.csv``, ``safety.json`` and
+        ``safety_groups.html`` into ``out`` (an audit folder: they sit next to its ``per_image.csv``, joined on
+        ``image_id``)."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / "safety_per_image.csv", out / "safety_rows.csv", out / "safety_groups.csv",
+                 out / "safety.json", out / "safety_groups.html"]
+        self.per_face.to_csv(paths[0], index=False)
+        self.rows.to_csv(paths[1], index=False)
+        self.groups.to_csv(paths[2], index=False)
+        paths[3].write_text(json.dumps({**self.settings, "group_columns": self.group_columns,
+                                        "note": LOWER_BOUND_NOTE}, indent=2, default=str))
+        figs = group_figures(self)
+        with paths[4].open("w", encoding="utf-8") as fh:
+            for k, fig in enumerate(figs):
+                fh.write(fig.to_html(full_html=False, include_plotlyjs=plotlyjs if k == 0 else False))
+        return paths
+
+
+def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *, embedder: Embedder | None = None,
+                  gallery: Gallery | None = None, degradations: Sequence[str] = DEGRADATIONS,
+                  strengths: Mapping[str, Sequence[float]] | None = None, margin: float = 0.0,
+                  thorough: bool = False, predict: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0,
+                  min_group_n: int = 30, progress: Callable[[int, int], None] | None = None) -> DatasetSafety:
+    """:func:`sweep_face` over many faces, then the distribution of safe strengths per group.
+
+    Groups are formed exactly as the audit forms them (:func:`audit.engine.prepare_face`: dataset labels plus
+    predicted gender, age bin and skin-tone bin). The gallery is ``gallery`` (default: the built-in one) plus
+    every face of the data set not already in it; faces whose clean crop has no face are counted and skipped.
+
+    Args:
+        faces: ``(image_id, image, labels)`` triples (labels: group column → value, may be empty).
+        embedder: identity judge (default dlib).
+        gallery: base gallery.
+        degradations: kinds to sweep.
+        strengths: kind → strengths.
+        margin: distance margin.
+        thorough: include Richardson–Lucy.
+        predict: predicted attributes (default :data:`audit.groups.PREDICTED_ATTRIBUTES`).
+        n_boot: bootstrap resamples.
+        seed: seed of bootstraps and the noise.
+        min_group_n: groups smaller than this are flagged ``small``.
+        progress: called as ``progress(done, total)`` per face.
+    """
+    start = time.perf_counter()
+    grid = resolve_grid(degradations, strengths)
+    embedder = embedder or get_embedder("dlib")
+    predict = PREDICTED_ATTRIBUTES if predict is None else tuple(predict)
+    cleans = [prepare_face(img, image_id, embedder, labels=labels, predict=predict) for image_id, img, labels in faces]
+    label_cols = sorted({c for _, _, labels in faces for c in labels})
+    group_columns = {**{c: "label" for c in label_cols}, **{c: "prediction" for c in predict}}
+    base = gallery if gallery is not None else builtin_gallery(embedder.key)
+    with_face = [c for c in cleans if c.embedding is not None]
+    extra = [c for c in with_face if c.image_id not in base.ids]
+    if extra:
+        ids = base.ids + [c.image_id for c in extra]
+        base = Gallery(ids, np.vstack([base.embeddings, *[c.embedding[None] for c in extra]]), base.centre,
+                       base.threshold)
+    per_face, long = [], []
+    for k, c in enumerate(with_face):
+        res = sweep_face(c.image, gallery=base, embedder=embedder, degradations=list(grid), strengths=grid,
+                         margin=margin, own_id=c.image_id, thorough=thorough, seed=seed, require_face=False)
+        row = {"image_id": c.image_id, **{a: c.groups.get(a, "") for a in group_columns}}
+        for kind, rec in res.recommendations.items():
+            row[f"safe_{kind}"] = math.nan if rec.strength is None else rec.strength
+            row[f"first_safe_{kind}"] = math.nan if rec.first_safe is None else rec.first_safe
+        row["sweep_seconds"] = res.seconds
+        per_face.append(row)
+        long.append(res.table.assign(image_id=c.image_id))
+        if progress is not None:
+            progress(k + 1, len(with_face))
+    per_face_df = pd.DataFrame(per_face)
+    rows = pd.concat(long, ignore_index=True) if long else pd.DataFrame()
+    groups = group_table(per_face_df, list(grid), group_columns, n_boot, seed, min_group_n)
+    settings = {"embedder": embedder.name, "threshold": base.threshold.distance if base.threshold else None,
+                "fmr": base.threshold.fmr_target if base.threshold else None, "margin": margin,
+                "strengths": {k: list(v) for k, v in grid.items()}, "gallery_size": len(base.ids),
+                "excluded_restorers": [] if thorough else list(SLOW_RESTORERS), "n_faces": len(cleans),
+                "n_no_face_clean": len(cleans) - len(with_face), "seconds": time.perf_counter() - start,
+                "n_boot": n_boot, "seed": seed, "noise": NOISE_SIGMA}
+    return DatasetSafety(per_face_df, rows, groups, group_columns, settings)
+
+
+def group_table(per_face: pd.DataFrame, kinds: Sequence[str], group_columns: Mapping[str, str], n_boot: int,
+                seed: int, min_n: int) -> pd.DataFrame:
+    """Per kind × attribute × group statistics of the safe strengths in ``per_face`` (:attr:`DatasetSafety.groups`)."""
+    out = []
+    if per_face.empty:
+        return pd.DataFrame()
+    attrs = {"all": "all", **group_columns}
+    for kind in kinds:
+        values = per_face[f"safe_{kind}"].to_numpy(float)
+        none_safe = np.isnan(values)
+        for attr, source in attrs.items():
+            groups = ["all"] * len(per_face) if attr == "all" else per_face[attr].astype(str).tolist()
+            for s in group_metrics(values, none_safe, groups, min_n=min_n, n_boot=n_boot, seed=seed):
+                out.append({"degradation": kind, "attribute": attr, "label_source": source, "group": s.group,
+                            "n": s.n, "n_safe": s.n_valid, "mean": s.mean, "mean_lo": s.mean_lo,
+                            "mean_hi": s.mean_hi, "median": s.median, "median_lo": s.median_lo,
+                            "median_hi": s.median_hi, "no_safe": s.failures, "no_safe_rate": s.fail_rate,
+                            "no_safe_lo": s.fail_lo, "no_safe_hi": s.fail_hi, "small": s.small,
+                            "is_reference": s.is_reference, "mean_diff": s.mean_diff, "p_mean": s.p_mean,
+                            "p_no_safe": s.p_fail})
+    return pd.DataFrame(out)

@@ -1,0 +1,70 @@
+"""The attacker's gallery: clean embeddings of known faces, the built-in one cached on disk, plus the query."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from audit.engine import Gallery
+from deblur.data import builtin_faces, cache_dir
+from deblur.embed import Embedder, get_embedder
+
+__all__ = ["DUPLICATE_DISTANCE", "builtin_gallery", "gallery_from_faces", "with_query"]
+
+
+DUPLICATE_DISTANCE = 0.1  # gallery faces this close to the query are the same picture (re-encoded), not a match
+
+
+def gallery_from_faces(faces, embedder: Embedder, n: int | None = None, fmr: float = 0.01, seed: int = 0) -> Gallery:
+    """A gallery of the clean embeddings of the first ``n`` faces of a :class:`deblur.data.FaceSet`.
+
+    The threshold is calibrated on these faces' impostor pairs at false-match rate ``fmr``.
+    """
+    count = len(faces) if n is None else min(int(n), len(faces))
+    ids, embs = [], []
+    for i in range(count):
+        e = embedder.embed(faces.image(i))
+        if e is not None:
+            ids.append(faces.ids[i])
+            embs.append(e)
+    return Gallery.build(ids, embs, fmr, seed)
+
+
+@functools.lru_cache(maxsize=4)
+def builtin_gallery(embedder_name: str = "dlib", n: int = 200, seed: int = 0, fmr: float = 0.01) -> Gallery:
+    """Clean embeddings of the first ``n`` built-in *test* faces, cached in ``cache_dir()`` (computed once).
+
+    ``embedder_name`` is a key of :data:`deblur.embed.EMBEDDERS` (an embedder's ``.key``, not its report name).
+
+    Embedding 200 faces takes ~16 s on one core; later calls read the ``.npz`` (and this process keeps it).
+    """
+    embedder = get_embedder(embedder_name)
+    path = cache_dir() / f"safety-gallery-{embedder.name}-s{seed}-n{n}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return Gallery.build([str(i) for i in z["ids"]], list(z["embeddings"]), fmr, seed)
+    faces = builtin_faces(4000, seed).subset("test")
+    gallery = gallery_from_faces(faces, embedder, n, fmr, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, ids=np.array(gallery.ids), embeddings=gallery.embeddings)
+    tmp.replace(path)
+    return gallery
+
+
+def with_query(gallery: Gallery, embedding: np.ndarray, own_id: str = "query") -> Gallery:
+    """The gallery plus the original face, keeping the gallery's calibrated threshold.
+
+    Gallery faces closer than :data:`DUPLICATE_DISTANCE` to the query are the same picture (e.g. a built-in
+    face uploaded again) and are dropped, so that rank-1 can only point at the query itself.
+    """
+    if gallery.threshold is None:
+        raise ValueError("the gallery has no calibrated threshold: build it from at least 2 faces")
+    if own_id in gallery.ids:
+        return gallery
+    d = np.linalg.norm(gallery.embeddings - np.asarray(embedding, float), axis=1)
+    keep = d >= DUPLICATE_DISTANCE
+    ids = [i for i, k in zip(gallery.ids, keep, strict=True) if k] + [own_id]
+    emb = np.vstack([gallery.embeddings[keep], np.asarray(embedding, float)[None]])
+    return Gallery(ids, emb, gallery.centre, gallery.threshold)

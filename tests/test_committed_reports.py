@@ -1,0 +1,48 @@
+"""The committed example reports (results/) are what the code computes from their own per-image rows.
+
+Only the group tables are recomputed (statistics, not embeddings): the per-image measurements take minutes to
+hours and are checked by the engine and safety tests instead.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from audit import report
+from audit.safety import dataset
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def assert_same_table(got: pd.DataFrame, committed: pd.DataFrame) -> None:
+    assert list(got.columns) == list(committed.columns) and got.shape == committed.shape
+    numeric = committed.select_dtypes("number").columns
+    other = [c for c in committed.columns if c not in numeric]
+    pd.testing.assert_frame_equal(got[other].astype(str), committed[other].astype(str))
+    np.testing.assert_allclose(got[numeric].to_numpy(float), committed[numeric].to_numpy(float), rtol=1e-12,
+                               atol=1e-12, equal_nan=True)
+
+
+def test_audit_example_groups_reproduce(tmp_path):
+    src = RESULTS / "audit_example"
+    for name in ("per_image.csv", "run.json"):
+        shutil.copy(src / name, tmp_path / name)
+    report.rebuild(tmp_path)
+    assert_same_table(pd.read_csv(tmp_path / "groups.csv"), pd.read_csv(src / "groups.csv"))
+
+
+def test_safety_example_groups_reproduce():
+    src = RESULTS / "safety_example"
+    settings = json.loads((src / "safety.json").read_text())
+    per_face = pd.read_csv(src / "safety_per_image.csv", keep_default_na=False, na_values=[""])
+    got = dataset.group_table(per_face, list(settings["strengths"]), settings["group_columns"], settings["n_boot"],
+                              settings["seed"], min_n=30)
+    committed = pd.read_csv(src / "safety_groups.csv")
+    assert_same_table(pd.read_csv(io.StringIO(got.to_csv(index=False))), committed)
+
