@@ -33,8 +33,8 @@ if TYPE_CHECKING:  # type hints only: audit.engine imports this module
     from audit.config import AuditConfig
     from audit.engine import Gallery
 
-__all__ = ["AuditStep", "CleanFace", "Setting", "StepRunner", "finish_rows", "fixed_batch", "measure_chunk",
-           "prepare_face", "resolve_restorers", "restore_chunk", "to_crop"]
+__all__ = ["AuditStep", "CleanFace", "Setting", "StepRunner", "embed_fixed", "finish_rows", "fixed_batch",
+           "measure_chunk", "prepare_face", "resolve_restorers", "restore_chunk", "to_crop"]
 
 Item = tuple[str, np.ndarray, Mapping[str, str]]  # image id, photo, labels
 
@@ -208,27 +208,44 @@ def restore_chunk(cleans: Sequence[CleanFace], restorers: Mapping[str, Mapping[s
     return out
 
 
-def _embed_all(embedder: Embedder, imgs: list[np.ndarray]) -> list[np.ndarray | None]:
-    return embedder.embed_batch(imgs) if imgs else []
+def embed_fixed(embedder: Embedder, imgs: Sequence[np.ndarray], batch_size: int) -> list[np.ndarray | None]:
+    """``embedder.embed_batch`` on batches of exactly ``batch_size`` images (padded, see :func:`fixed_batch`):
+    dlib's batch descriptor call, and bit-identical embeddings from batch-size-dependent networks (facenet)."""
+    out: list[np.ndarray | None] = []
+    for i in range(0, len(imgs), batch_size):
+        part = list(imgs[i:i + batch_size])
+        out += list(embedder.embed_batch(part + [part[-1]] * (batch_size - len(part))))[:len(part)]
+    return out
 
 
 def measure_chunk(cleans: Sequence[CleanFace], settings: Sequence[Sequence[Setting]],
                   restorers: Mapping[str, Mapping[str, object]], degradations: Mapping[str, Sequence[float]],
-                  embedder: Embedder) -> list[list[dict]]:
+                  embedder: Embedder, batch_size: int = 1) -> list[list[dict]]:
     """Embed and measure a chunk's degraded and restored faces: the second half of the per-image step.
 
     The rows carry everything that does not need the gallery; :func:`finish_rows` adds the rest (threshold,
-    centred similarity, match, rank-1) where the gallery lives. Embeddings are computed with one batch call per
-    setting and restorer (dlib's batch descriptor call).
+    centred similarity, match, rank-1) where the gallery lives. All degraded faces of the chunk are embedded in
+    batches of ``batch_size``, then all restored ones (a restorer that returns its input, like ``none``,
+    reuses the degraded embedding).
 
     Returns:
         One list of rows per face (see :func:`audit_image`).
     """
+    with_face = [k for k, c in enumerate(cleans) if c.embedding is not None and c.image is not None]
+    degraded = [(k, j) for k in with_face for j in range(len(settings[k]))]
+    start = time.perf_counter()
+    emb_deg = dict(zip(degraded, embed_fixed(embedder, [settings[k][j].degraded for k, j in degraded], batch_size),
+                       strict=True))
+    fresh = [(k, j, name) for k, j in degraded for name, o in settings[k][j].outcomes.items()
+             if o.ok and not np.array_equal(o.image, settings[k][j].degraded)]
+    emb_out = dict(zip(fresh, embed_fixed(embedder, [settings[k][j].outcomes[n].image for k, j, n in fresh],
+                                          batch_size), strict=True))
+    embed_seconds = (time.perf_counter() - start) / max(len(degraded) + len(fresh), 1)  # per embedded image
     out: list[list[dict]] = []
-    for clean, face_settings in zip(cleans, settings, strict=True):
+    for k, clean in enumerate(cleans):
         base = {"image_id": clean.image_id, "embedder": embedder.name, **clean.groups}
         rows: list[dict] = []
-        if clean.embedding is None or clean.image is None:
+        if k not in with_face:
             for kind, strengths in degradations.items():
                 for strength in strengths:
                     for restorer in restorers.get(kind, {}).values():
@@ -237,25 +254,22 @@ def measure_chunk(cleans: Sequence[CleanFace], settings: Sequence[Sequence[Setti
             out.append(rows)
             continue
         tone = skin_tone(clean.image, clean.landmarks)
-        emb_degs = _embed_all(embedder, [s.degraded for s in face_settings])
-        for s, emb_deg in zip(face_settings, emb_degs, strict=True):
+        for j, s in enumerate(settings[k]):
+            e_deg = emb_deg[(k, j)]
             deg_fields = {
-                "dist_degraded_clean": l2_distance(emb_deg, clean.embedding) if emb_deg is not None else math.nan,
+                "dist_degraded_clean": l2_distance(e_deg, clean.embedding) if e_deg is not None else math.nan,
                 "psnr_degraded": psnr(s.degraded, clean.image), "ssim_degraded": ssim(s.degraded, clean.image),
-                "_emb_degraded": emb_deg,
+                "_emb_degraded": e_deg,
             }
-            ok = {name: o.image for name, o in s.outcomes.items() if o.ok}
-            fresh = [name for name, img in ok.items() if not np.array_equal(img, s.degraded)]  # "none" reuses
-            start = time.perf_counter()
-            embs = dict(zip(fresh, _embed_all(embedder, [ok[n] for n in fresh]), strict=True))
-            embed_seconds = (time.perf_counter() - start) / max(len(fresh), 1)
             for name, restorer in restorers.get(s.kind, {}).items():
                 outcome = s.outcomes[name]
+                own = (k, j, name) in emb_out
                 row = {**base, **restorer_meta(restorer), "degradation": s.kind, "strength": s.strength,
                        **deg_fields, "status": outcome.status, "note": outcome.note,
-                       "seconds": outcome.seconds + (embed_seconds if name in embs else 0.0)}
+                       "seconds": outcome.seconds + (embed_seconds if own else 0.0)}
                 if outcome.ok:
-                    row.update(_restored_fields(outcome.image, embs.get(name, emb_deg), emb_deg, clean, tone))
+                    emb = emb_out[(k, j, name)] if own else e_deg
+                    row.update(_restored_fields(outcome.image, emb, e_deg, clean, tone))
                 rows.append(row)
         out.append(rows)
     return out
@@ -410,7 +424,8 @@ class StepRunner:
         traceback on stderr) and the audit goes on.
         """
         try:
-            return measure_chunk(cleans, settings, self.restorers, self.degradations, self.embedder)
+            return measure_chunk(cleans, settings, self.restorers, self.degradations, self.embedder,
+                                 self.step.batch_size)
         except Exception as exc:  # noqa: BLE001 - count and go on
             if len(cleans) > 1:
                 return [rows for c, s in zip(cleans, settings, strict=True) for rows in self.measure([c], [s])]
