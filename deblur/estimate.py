@@ -50,9 +50,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from deblur.degrade import STRENGTHS, as_image
+from deblur.degrade import as_image
 from deblur.faces import NoFaceError, face_crop
 from deblur.io import ImageError, load_image
+from deblur.strengths import STRENGTHS
 
 __all__ = ["KINDS", "MODEL_PATH", "Estimate", "EstimatorError", "block_grid", "estimate", "features",
            "load_estimator", "restorer_strength"]

@@ -29,11 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from deblur.blind import with_estimated
+from deblur.data import builtin_faces
 from deblur.degrade import degrade, quantize
 from deblur.external import close_restorers, external_restorers
 from deblur.external.spec import DEFAULT_CONCURRENCY
 from deblur.metrics import lpips_or_none, psnr, ssim
 from deblur.strengths import EVAL_GRID, STRENGTHS, parse_strengths
+from deblur.texture import folder_faces, real_split
 
 __all__ = ["COLUMNS", "evaluate", "main", "write_markdown"]
 
@@ -41,7 +44,7 @@ COLUMNS = [
     "degradation", "strength", "restorer", "family", "uses_strength", "n",
     "psnr", "psnr_ci95", "ssim", "lpips", "id_l2", "id_n",
     "psnr_gain_vs_degraded", "psnr_gain_vs_best_classical", "ssim_gain_vs_degraded", "id_l2_change_vs_degraded",
-    "ms_per_face", "embedder", "n_failed", "failures",
+    "ms_per_face", "embedder", "n_failed", "failures", "strength_given", "kind_misses",
 ]
 
 
@@ -68,7 +71,7 @@ def _mean(values: list[float]) -> float:
 def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights_dir: str | None = None,
              identity: bool = True, embedder_name: str = "dlib", log=print,
              reuse: dict[tuple[str, float, str], dict] | None = None,
-             extra: dict[str, dict] | None = None) -> tuple[list[dict], list[str]]:
+             extra: dict[str, dict] | None = None, estimated: bool = True) -> tuple[list[dict], list[str]]:
     """Score every restorer on ``clean`` faces for every degradation and strength.
 
     Args:
@@ -82,6 +85,8 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
             recomputing (only pass deterministic restorers: classical and ``none``).
         extra: more restorers per kind, e.g. :func:`deblur.external.external_restorers`; a failed external
             call leaves its face out of that row's means and is counted in ``n_failed``/``failures``.
+        estimated: also run every non-blind restorer told the blind estimator's strength instead of the true
+            one (:class:`deblur.blind.EstimatedStrength`, rows ``<name> (estimated strength)``).
 
     Returns:
         ``(rows, notes)``: one dict per restorer x setting with :data:`COLUMNS`, and notes on what ran.
@@ -97,18 +102,25 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
         clean_emb = [embedder.embed(x) for x in clean]
         notes.append(f"identity: {sum(e is None for e in clean_emb)} of {len(clean)} clean faces not embeddable")
     rows, reused = _evaluate_all(clean, strengths, weights_dir, notes, lpips_fn, reuse, embedder, clean_emb,
-                                 extra or {}, log)
+                                 extra or {}, log, estimated)
+    if estimated:
+        notes.append("estimated strength: the non-blind restorer is told deblur.estimate's per-image estimate; "
+                     "an image whose kind is misjudged goes to the classical restorer of the estimated kind "
+                     "(kind_misses counts them)")
     if reused:
         notes.append(f"{reused} classical/none rows reused from the previous run in the same folder (deterministic)")
     return rows, notes
 
 
-def _evaluate_all(clean, strengths, weights_dir, notes, lpips_fn, reuse, embedder, clean_emb, outside, log):
+def _evaluate_all(clean, strengths, weights_dir, notes, lpips_fn, reuse, embedder, clean_emb, outside, log,
+                  estimated=False):
     rows: list[dict] = []
     reused = 0
     for kind, values in strengths.items():
         restorers, note = _restorers(kind, weights_dir)
         restorers = {**restorers, **outside.get(kind, {})}
+        if estimated:
+            restorers = {**restorers, **with_estimated(restorers, kind)}
         if note not in notes:
             notes.append(note)
         for strength in values:
@@ -120,6 +132,7 @@ def _evaluate_all(clean, strengths, weights_dir, notes, lpips_fn, reuse, embedde
                     reused += 1
                     continue
                 t0 = time.perf_counter()
+                misses0 = getattr(restorer, "kind_misses", 0)
                 given = [strength] * len(degraded) if restorer.uses_strength else None
                 if hasattr(restorer, "restore_outcomes"):  # external: concurrent, failures counted per face
                     outcomes = restorer.restore_outcomes(list(degraded), given)
@@ -143,6 +156,9 @@ def _evaluate_all(clean, strengths, weights_dir, notes, lpips_fn, reuse, embedde
                     "id_l2": "", "id_n": 0, "ms_per_face": ms,
                     "embedder": getattr(embedder, "name", "") if embedder else "",
                     "n_failed": sum(failed.values()), "failures": "; ".join(f"{k}={v}" for k, v in failed.items()),
+                    "strength_given": "true" if restorer.uses_strength else
+                    "estimated" if hasattr(restorer, "kind_misses") else "none",
+                    "kind_misses": restorer.kind_misses - misses0 if hasattr(restorer, "kind_misses") else "",
                 }
                 if embedder is not None:
                     dists = []
@@ -170,7 +186,7 @@ def _load_reusable(path: Path, n: int) -> dict[tuple[str, float, str], dict]:
                 continue
             row: dict = {}
             for key, value in r.items():
-                if key in ("degradation", "restorer", "family", "embedder"):
+                if key in ("degradation", "restorer", "family", "embedder", "strength_given", "failures"):
                     row[key] = value
                 elif key == "uses_strength":
                     row[key] = value == "True"
@@ -218,11 +234,12 @@ def write_markdown(rows: list[dict], path: Path, meta: dict) -> None:
         meta: run description printed above the table.
     """
     lines = [
-        "# Restoration on the held-out built-in test split",
+        f"# Restoration on {meta.get('title', 'the held-out built-in test split')}",
         "",
-        f"{meta['n']} test faces of `builtin_faces({meta['faces_n']}, seed={meta['seed']})`, 128×128, degraded then "
-        "rounded to 8 bits. Strengths in pixels of the 128-px crop. `none` = the degraded input itself. "
-        "Non-blind restorers (✓) are told the true strength/kernel; blind ones are not. "
+        meta.get("data_desc", f"{meta['n']} test faces of `builtin_faces({meta['faces_n']}, seed={meta['seed']})`")
+        + ", 128×128, degraded then rounded to 8 bits. Strengths in pixels of the 128-px crop. `none` = the "
+        "degraded input itself. Restorers marked ✓ are told the true strength/kernel; *estimated* ones are told "
+        "the blind estimator's per-image estimate (`deblur.estimate`); the others are blind. "
         "Identity: L2 distance between dlib 128-d embeddings of the output and the clean face "
         "(lower = closer; ASSETS.md: same person 0.33–0.43, different people 0.82–0.88, and on generated "
         "faces the nearest *other* face has median 0.47, so dlib's usual 0.6 threshold is not calibrated here). "
@@ -233,7 +250,7 @@ def write_markdown(rows: list[dict], path: Path, meta: dict) -> None:
         "",
     ]
     has_lpips = any(r["lpips"] != "" for r in rows)
-    head = ["strength", "restorer", "non-blind", "PSNR", "SSIM"] + (["LPIPS"] if has_lpips else []) + [
+    head = ["strength", "restorer", "told strength", "PSNR", "SSIM"] + (["LPIPS"] if has_lpips else []) + [
         "id L2", "Δ PSNR vs degraded", "Δ PSNR vs best classical", "Δ id L2 vs degraded", "ms/face"]
     for kind in dict.fromkeys(r["degradation"] for r in rows):
         lines += [f"## {kind} ({STRENGTHS[kind].name})", "", "| " + " | ".join(head) + " |",
@@ -242,7 +259,10 @@ def write_markdown(rows: list[dict], path: Path, meta: dict) -> None:
         block.sort(key=lambda r: (r["strength"], r["restorer"] != "none", r["family"] != "classical", -r["psnr"]))
         for r in block:
             failed = f" ({r['n_failed']} failed: {r['failures']})" if r.get("n_failed") else ""
-            cells = [f"{r['strength']:g}", f"`{r['restorer']}`{failed}", "✓" if r["uses_strength"] else "",
+            if r.get("kind_misses"):
+                failed += f" (kind misjudged for {r['kind_misses']})"
+            told = "✓" if r["uses_strength"] else "estimated" if r.get("strength_given") == "estimated" else ""
+            cells = [f"{r['strength']:g}", f"`{r['restorer']}`{failed}", told,
                      f"{r['psnr']:.2f} ± {r['psnr_ci95']:.2f}", f"{r['ssim']:.3f}"]
             if has_lpips:
                 cells.append(_fmt(r["lpips"], 3))
@@ -274,6 +294,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "NAME=http://host:port/#/api_name or NAME=owner/space#/api_name (see docs/EXTERNAL.md)")
     ap.add_argument("--external-concurrency", type=int, default=DEFAULT_CONCURRENCY,
                     help="calls in flight per external restorer")
+    ap.add_argument("--data", default="builtin",
+                    help="builtin (test split of the generated faces, default), real-faces (crops of the two real "
+                         "faces we have offline: astronaut, grace_hopper), real-photos (tiles of the natural photos "
+                         "coffee and rocket; use --no-identity), or a FOLDER of your own photos (largest face of each, "
+                         "cropped to 128 px)")
+    ap.add_argument("--no-estimated", action="store_true",
+                    help="skip the rows of non-blind restorers told the estimated instead of the true strength")
     args = ap.parse_args(argv)
     if args.n < 1:
         ap.error("--n must be >= 1")
@@ -282,12 +309,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         ap.error(str(err))
 
-    from deblur.data import builtin_faces
-
-    test = builtin_faces(args.faces_n, seed=args.seed).subset("test")
-    if args.n > len(test):
-        ap.error(f"--n {args.n} exceeds the {len(test)} test faces of builtin_faces({args.faces_n})")
-    clean = test.floats()[: args.n]
+    extra_meta, skipped = {}, []
+    if args.data == "builtin":
+        test = builtin_faces(args.faces_n, seed=args.seed).subset("test")
+        if args.n > len(test):
+            ap.error(f"--n {args.n} exceeds the {len(test)} test faces of builtin_faces({args.faces_n})")
+        clean = test.floats()[: args.n]
+    else:
+        try:
+            images, skipped = (real_split(args.data), []) if args.data.startswith("real-") else \
+                folder_faces(args.data)
+        except ValueError as err:
+            ap.error(str(err))
+        if not images:
+            ap.error(f"--data {args.data}: no photo with a detectable face ({'; '.join(skipped)})")
+        names = list(images)[: args.n]
+        clean = np.stack([images[k] for k in names]).astype(np.float32)
+        args.n = len(clean)
+        extra_meta = {"title": f"real photographs ({args.data})", "images": names, "skipped": skipped,
+                      "data_desc": f"{len(clean)} images of `--data {args.data}` ({', '.join(names)})"}
     t0 = time.perf_counter()
     reuse = _load_reusable(args.out / "eval.csv", args.n) if args.reuse else {}
     try:
@@ -296,13 +336,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(str(err))
     try:
         rows, notes = evaluate(clean, strengths, args.weights_dir, identity=not args.no_identity,
-                               embedder_name=args.embedder, reuse=reuse, extra=outside)
+                               embedder_name=args.embedder, reuse=reuse, extra=outside,
+                               estimated=not args.no_estimated)
     finally:
         close_restorers(outside)
     seconds = time.perf_counter() - t0
     meta = {"n": args.n, "faces_n": args.faces_n, "seed": args.seed, "split": "test", "strengths": strengths,
             "notes": notes, "seconds": seconds, "date": time.strftime("%Y-%m-%d %H:%M"),
-            "machine": f"{platform.machine()} CPU, {platform.python_version()}", "columns": COLUMNS}
+            "machine": f"{platform.machine()} CPU, {platform.python_version()}", "columns": COLUMNS,
+            "data": args.data, **extra_meta}
+    if skipped:
+        notes.append(f"{len(skipped)} photos skipped: " + "; ".join(skipped))
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "eval.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)

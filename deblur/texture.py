@@ -29,7 +29,7 @@ from deblur.degrade import as_image, to_uint8
 from deblur.io import load_image
 
 __all__ = ["REAL_FACES", "TEST_PHOTOS", "TRAIN_PHOTOS", "jpeg", "natural_photo", "photo_artifacts", "real_face_crops",
-           "resize", "sensor_noise", "test_tiles", "texture_patches", "with_texture"]
+           "real_split", "folder_faces", "resize", "sensor_noise", "test_tiles", "texture_patches", "with_texture"]
 
 # scikit-image's bundled photographs (no download). Colour and grey natural scenes and textures.
 TRAIN_PHOTOS = ("chelsea", "camera", "immunohistochemistry", "grass", "gravel", "brick", "coins", "clock", "moon",
@@ -194,3 +194,46 @@ def photo_artifacts(jpeg_p: float, noise_p: float, quality: tuple[int, int] = (5
         return img
 
     return apply
+
+
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def folder_faces(folder: str | Path, size: int = 128) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The largest face of every photo in ``folder`` (not recursive, no symlinks) as an aligned ``size`` crop.
+
+    A photo that already is ``size x size`` is taken as a crop as it is. Returns ``(crops, skipped)``:
+    crops by file name, and ``"name: reason"`` for every photo without a usable face.
+
+    Raises:
+        ValueError: if ``folder`` is not a folder or holds no photo.
+    """
+    from deblur.faces import NoFaceError, face_crop  # MTCNN (torch) is heavy; only this function needs it
+    from deblur.io import ImageError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"--data {folder}: not a folder; give a folder of photos, 'builtin', 'real-faces' or "
+                         "'real-photos'")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file()
+                   and not p.is_symlink())
+    if not files:
+        raise ValueError(f"--data {folder}: no photo ({', '.join(PHOTO_SUFFIXES)}) in the folder")
+    crops, skipped = {}, []
+    for path in files:
+        try:
+            img = load_image(path)
+            crops[path.name] = img if img.shape[:2] == (size, size) else face_crop(img, size).image
+        except (ImageError, NoFaceError) as exc:
+            skipped.append(f"{path.name}: {exc}")
+    return crops, skipped
+
+
+def real_split(name: str, size: int = 128) -> dict[str, np.ndarray]:
+    """The held-out real images by name: ``real-faces`` (:func:`real_face_crops`) or ``real-photos``
+    (:func:`test_tiles`)."""
+    if name == "real-faces":
+        return real_face_crops(size)
+    if name == "real-photos":
+        return test_tiles(size)
+    raise ValueError(f"unknown real split {name!r}; choose real-faces or real-photos")

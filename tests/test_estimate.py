@@ -99,3 +99,49 @@ def test_cli_tiny_image_says_what_to_do(tmp_path, capsys):
     save_png(np.zeros((20, 20, 3), np.float32), path)
     assert main([str(path)]) == 2
     assert "at least 32 px" in capsys.readouterr().err
+
+
+def test_estimated_strength_restorer_is_blind_and_close_to_told(face):
+    from deblur.blind import EstimatedStrength, with_estimated
+    from deblur.metrics import psnr
+    from deblur.restore.classical import WienerRestorer
+
+    wiener = WienerRestorer("motion")
+    degraded = degrade.quantize(degrade.motion(face, 15))
+    blind = with_estimated({"wiener": wiener}, "motion")["wiener (estimated strength)"]
+    assert isinstance(blind, EstimatedStrength) and blind.uses_strength is False
+    out = blind.restore_batch(degraded[None])[0]
+    told = wiener.restore(degraded, 15)
+    assert psnr(face, out) > psnr(face, degraded) + 3  # restores without being told
+    assert abs(psnr(face, out) - psnr(face, told)) < 2.0
+    assert blind.kind_misses == 0 and blind.estimates[-1].kind == "motion"
+    with pytest.raises(ValueError, match="already blind"):
+        EstimatedStrength(blind, "motion")
+
+
+def test_evaluate_on_a_folder_of_photos(tmp_path, face, real):
+    from deblur import evaluate
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    save_png(face, photos / "a.png")
+    save_png(real[:128, :128], photos / "b.png")
+    (photos / "notes.txt").write_text("not a photo")
+    out = tmp_path / "ev"
+    assert evaluate.main(["--out", str(out), "--data", str(photos), "--no-identity", "--strengths", "gaussian=3",
+                          "--weights-dir", str(tmp_path / "none")]) == 0
+    md = (out / "eval.md").read_text()
+    assert "2 images of `--data" in md and "`wiener (estimated strength)` | estimated |" in md
+    with pytest.raises(SystemExit):
+        evaluate.main(["--out", str(out), "--data", str(tmp_path / "missing")])
+
+
+def test_texture_patches_and_artifacts_are_seeded():
+    a = texture.texture_patches(3, 32, np.random.default_rng(1))
+    b = texture.texture_patches(3, 32, np.random.default_rng(1))
+    assert a.shape == (3, 32, 32, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+    img = a[0].astype(np.float32) / 255
+    out = texture.photo_artifacts(1.0, 1.0)(img, np.random.default_rng(0))
+    assert out.shape == img.shape and not np.array_equal(out, img)
+    with pytest.raises(ValueError):
+        texture.photo_artifacts(1.5, 0)

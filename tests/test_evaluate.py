@@ -66,6 +66,8 @@ def test_cli_end_to_end(small_faces, tmp_path, monkeypatch):
     assert len(after) == len(before)
     for a, b in zip(after, before, strict=True):
         for key in evaluate.COLUMNS:
+            if key == "ms_per_face" and a["strength_given"] == "estimated":
+                continue  # estimated-strength rows are recomputed (only classical/none rows are reused): timing differs
             try:  # gains are recomputed from the 4-decimal CSV values, so allow rounding
                 assert float(a[key]) == pytest.approx(float(b[key]), abs=2e-4)
             except ValueError:
