@@ -49,7 +49,7 @@ from deblur.external import close_restorers
 
 # AuditConfig and ROW_FIELDS live in audit.config, the per-image step (CleanFace, prepare_face, resolve_restorers,
 # to_crop) in audit.step; re-exported for existing callers.
-__all__ = ["ROW_FIELDS", "AuditConfig", "AuditResult", "AuditStep", "CleanFace", "Engine", "Gallery",
+__all__ = ["ROW_FIELDS", "AuditConfig", "AuditResult", "AuditStep", "BatchTask", "CleanFace", "Engine", "Gallery",
            "SequentialEngine", "audit_image", "chunks", "count_statuses", "prepare_face", "resolve_restorers",
            "run_audit", "to_crop"]
 
@@ -191,7 +191,30 @@ class Engine(Protocol):
         """Gallery-free rows of each clean face (one list per face, see :func:`measure_chunk`)."""
         ...
 
+    def map(self, task: BatchTask, items: Iterable, batch_size: int) -> Iterator:
+        """``task(batch)`` over batches of ``items``; one result per item (used by ``audit.safety``)."""
+        ...
+
     def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class BatchTask(Protocol):
+    """Work an engine maps over batches: picklable and small; heavy state (models) loads once per worker.
+
+    Attributes:
+        key: hashable identity of what :meth:`load` returns: a worker loads it once per key and reuses it.
+    """
+
+    key: object
+
+    def load(self) -> object:
+        """The heavy state (embedder, restorers...)."""
+        ...
+
+    def run(self, state: object, batch: list) -> list:
+        """One result per item of ``batch``."""
         ...
 
 
@@ -202,6 +225,7 @@ class SequentialEngine:
 
     def __init__(self) -> None:
         self._runners: dict[AuditStep, StepRunner] = {}
+        self._states: dict[object, object] = {}  # loaded state of Engine.map tasks
 
     def _runner(self, step: AuditStep) -> StepRunner:
         return self._runners.setdefault(step, StepRunner(step))
@@ -214,10 +238,17 @@ class SequentialEngine:
         for part in chunks(cleans, step.batch_size):
             yield from self._runner(step).audit(part)
 
+    def map(self, task: BatchTask, items: Iterable, batch_size: int) -> Iterator:
+        if task.key not in self._states:
+            self._states[task.key] = task.load()
+        for part in chunks(items, batch_size):
+            yield from task.run(self._states[task.key], part)
+
     def close(self) -> None:
         for runner in self._runners.values():
             runner.close()
         self._runners.clear()
+        self._states.clear()
 
     def __enter__(self) -> SequentialEngine:
         return self

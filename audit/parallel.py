@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from audit.engine import SequentialEngine, chunks
+from audit.engine import BatchTask, SequentialEngine, chunks
 from audit.step import AuditStep, CleanFace, Item, StepRunner
 
 __all__ = ["ENGINES", "LocalPool", "RayEngine", "add_engine_arguments", "engine_from_args", "make_engine"]
@@ -53,6 +53,15 @@ def limit_threads() -> None:
 # Local process pool
 
 _RUNNERS: dict[AuditStep, StepRunner] = {}  # per worker process: the loaded restorers and embedder
+
+
+_STATES: dict[object, object] = {}  # per worker process: loaded state of Engine.map tasks, by task.key
+
+
+def _work_task(task: BatchTask, batch: list) -> list:
+    if task.key not in _STATES:
+        _STATES[task.key] = task.load()
+    return task.run(_STATES[task.key], batch)
 
 
 def _work(stage: str, step: AuditStep, batch: list) -> list:
@@ -87,12 +96,12 @@ class LocalPool:
                                              initializer=limit_threads)
         return self._pool
 
-    def _map(self, stage: str, step: AuditStep, batches: Iterable[list]) -> Iterator[list]:
-        """Results of ``stage`` on each batch as they complete, with at most 2 batches per worker in flight."""
+    def _map(self, fn, args: tuple, batches: Iterable[list]) -> Iterator[list]:
+        """``fn(*args, batch)`` in the workers as they complete, with at most 2 batches per worker in flight."""
         pool, pending = self._executor(), set()
         try:
             for batch in batches:
-                pending.add(pool.submit(_work, stage, step, batch))
+                pending.add(pool.submit(fn, *args, batch))
                 if len(pending) >= 2 * self.workers:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
@@ -109,12 +118,16 @@ class LocalPool:
                 future.cancel()
 
     def clean(self, step: AuditStep, items: Iterable[Item]) -> Iterator[CleanFace]:
-        for cleans in self._map("clean", step, chunks(items, step.batch_size)):
+        for cleans in self._map(_work, ("clean", step), chunks(items, step.batch_size)):
             yield from cleans
 
     def audit(self, step: AuditStep, cleans: Sequence[CleanFace]) -> Iterator[list[dict]]:
-        for rows in self._map("audit", step, chunks(cleans, step.batch_size)):
+        for rows in self._map(_work, ("audit", step), chunks(cleans, step.batch_size)):
             yield from rows
+
+    def map(self, task: BatchTask, items: Iterable, batch_size: int) -> Iterator:
+        for results in self._map(_work_task, (task,), chunks(items, batch_size)):
+            yield from results
 
     def close(self) -> None:
         if self._pool is not None:
@@ -154,6 +167,18 @@ class _RayStage:
             return {"image_id": ids, "clean": list(batch["clean"]), "settings": [pickle.dumps(s) for s in settings]}
         rows = self.runner.measure(cleans, [pickle.loads(b) for b in batch["settings"]])
         return {"image_id": ids, "rows": [pickle.dumps(r) for r in rows]}
+
+
+class _RayTask:
+    """A Ray Data actor running an :class:`audit.engine.BatchTask` on batches of pickled items."""
+
+    def __init__(self, task: BatchTask):
+        limit_threads()
+        self.task, self.state = task, task.load()
+
+    def __call__(self, batch: dict) -> dict:
+        items = [pickle.loads(b) for b in batch["item"]]
+        return {"result": [pickle.dumps(r) for r in self.task.run(self.state, items)]}
 
 
 class RayEngine:
@@ -245,6 +270,16 @@ class RayEngine:
         ds = self._pool("restore", step, ds, restorers, gpus=per_actor)
         yield from self._stream(self._pool("measure", step, ds, workers), "rows")
 
+    def map(self, task: BatchTask, items: Iterable, batch_size: int) -> Iterator:
+        ray = self._connect()
+        rows = [{"item": pickle.dumps(item)} for item in items]
+        if not rows:
+            return
+        ds = ray.data.from_items(rows).map_batches(
+            _RayTask, fn_constructor_args=(task,), batch_size=batch_size, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=self.workers), num_cpus=self.cpus_per_actor)
+        yield from self._stream(ds, "result")
+
     def close(self) -> None:
         if self._started and self._ray is not None:
             self._ray.shutdown()
@@ -275,8 +310,9 @@ def make_engine(engine: str = "local", workers: int | None = None, address: str 
     return SequentialEngine() if n == 1 else LocalPool(n)
 
 
-def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--engine/--workers/--address/--batch-size/--resume``, shared by ``python -m audit`` and ``audit.safety``."""
+def add_engine_arguments(parser: argparse.ArgumentParser, resume: bool = True) -> None:
+    """``--engine/--workers/--address/--batch-size`` (and ``--resume``), shared by ``python -m audit`` and
+    ``python -m audit.safety``."""
     g = parser.add_argument_group("engine (same results whatever the engine)")
     g.add_argument("--engine", choices=ENGINES, default="local",
                    help="local: a process pool on this machine; ray: Ray Data actor pools (this machine or --address)")
@@ -285,8 +321,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--address", default=None,
                    help="join a running Ray cluster (the address `ray start --head` prints; 'auto' finds a local one)")
     g.add_argument("--batch-size", type=int, default=16, help="faces per batch given to restorers and the embedder")
-    g.add_argument("--resume", action="store_true",
-                   help="keep the images already complete in OUT/per_image.csv and audit only the rest")
+    if resume:
+        g.add_argument("--resume", action="store_true",
+                       help="keep the images already complete in OUT/per_image.csv and audit only the rest")
 
 
 def engine_from_args(args: argparse.Namespace):

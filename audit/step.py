@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -381,8 +382,31 @@ class AuditStep:
                    config.external_concurrency)
 
 
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the step on one torch and one OpenCV thread, then restore the counts.
+
+    Why: a network's output depends on the number of intra-op threads (oneDNN splits the work differently; 7th
+    digit), so every engine runs each worker's step on one thread: the workers are the parallelism. In the app,
+    a concurrent request's torch calls also run on one thread meanwhile (slower, same results).
+    """
+    import torch  # heavy: imported here, where the restorers need it anyway, not when this module is imported
+
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
+
+
 class StepRunner:
-    """An :class:`AuditStep` with its embedder and restorers loaded (once, on first use) in this process."""
+    """An :class:`AuditStep` with its embedder and restorers loaded (once, on first use) in this process.
+
+    Every batch runs on one thread (:func:`single_thread`), whatever the engine.
+    """
 
     def __init__(self, step: AuditStep):
         self.step = step
@@ -411,11 +435,13 @@ class StepRunner:
 
     def clean(self, items: Sequence[Item]) -> list[CleanFace]:
         """First pass of a batch of photos."""
-        return [prepare_face(img, image_id, self.embedder, labels=labels, predict=self.step.predict,
-                             crop=self.step.crop) for image_id, img, labels in items]
+        with single_thread():
+            return [prepare_face(img, image_id, self.embedder, labels=labels, predict=self.step.predict,
+                                 crop=self.step.crop) for image_id, img, labels in items]
 
     def restore(self, cleans: Sequence[CleanFace]) -> list[list[Setting]]:
-        return restore_chunk(cleans, self.restorers, self.degradations, self.step.batch_size)
+        with single_thread():
+            return restore_chunk(cleans, self.restorers, self.degradations, self.step.batch_size)
 
     def measure(self, cleans: Sequence[CleanFace], settings: Sequence[Sequence[Setting]]) -> list[list[dict]]:
         """Gallery-free rows (see :func:`measure_chunk`) of a batch, one list per face.
@@ -424,8 +450,9 @@ class StepRunner:
         traceback on stderr) and the audit goes on.
         """
         try:
-            return measure_chunk(cleans, settings, self.restorers, self.degradations, self.embedder,
-                                 self.step.batch_size)
+            with single_thread():
+                return measure_chunk(cleans, settings, self.restorers, self.degradations, self.embedder,
+                                     self.step.batch_size)
         except Exception as exc:  # noqa: BLE001 - count and go on
             if len(cleans) > 1:
                 return [rows for c, s in zip(cleans, settings, strict=True) for rows in self.measure([c], [s])]

@@ -24,7 +24,7 @@ from audit.parallel import LocalPool, RayEngine, make_engine
 ROOT = Path(__file__).resolve().parent.parent
 # Token authentication on the cluster and in the driver (the token is ~/.ray/auth_token, shared on this machine).
 RAY_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
-TIMING = ["seconds"]  # the only columns allowed to differ between engines
+TIMING = ["seconds"]  # the only column allowed to differ between engines; all others must match bit for bit
 ARGS = ["--models", "resunet-gaussian", "wiener", "none", "--degradations", "gaussian", "pixelate",
         "--strengths", "gaussian=4", "pixelate=8", "--boot", "40", "--min-group-n", "2", "--no-contact-sheets",
         "--predict", "pred_skin_tone_bin", "--batch-size", "2"]
@@ -95,8 +95,9 @@ def test_local_pool_gives_the_sequential_rows(faces_dir, sequential, tmp_path):
     assert expected["image_id"].nunique() == 7 and expected.groupby("image_id").size().nunique() == 1
     assert set(expected["status"]) >= {"ok", "no_face_clean"}
     assert "hopper.png" in set(expected.loc[expected["status"] == "ok", "image_id"])  # the real photo is audited
-    pd.testing.assert_frame_equal(_rows(out), expected)
-    pd.testing.assert_frame_equal(pd.read_csv(out / "groups.csv"), pd.read_csv(sequential / "groups.csv"))
+    pd.testing.assert_frame_equal(_rows(out), expected, check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "groups.csv"), pd.read_csv(sequential / "groups.csv"),
+                                  check_exact=True)
 
 
 def test_ray_cluster_joined_by_address_gives_the_same_rows(faces_dir, sequential, ray_cluster, tmp_path):
@@ -108,8 +109,9 @@ def test_ray_cluster_joined_by_address_gives_the_same_rows(faces_dir, sequential
                           env=RAY_ENV)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "with the ray engine" in done.stdout
-    pd.testing.assert_frame_equal(_rows(out), _rows(sequential))
-    pd.testing.assert_frame_equal(pd.read_csv(out / "groups.csv"), pd.read_csv(sequential / "groups.csv"))
+    pd.testing.assert_frame_equal(_rows(out), _rows(sequential), check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "groups.csv"), pd.read_csv(sequential / "groups.csv"),
+                                  check_exact=True)
 
 
 class Recording(SequentialEngine):
@@ -139,8 +141,9 @@ def test_resume_audits_only_the_incomplete_images(faces_dir, sequential, tmp_pat
     result = run_audit(_config(faces_dir, out), engine=engine, resume=True, batch_size=2)
     assert result.n_resumed == 3
     assert sorted(engine.audited) == sorted(set(full.image_id) - set(done))  # face4.png is redone
-    pd.testing.assert_frame_equal(_rows(out), _rows(sequential))
-    pd.testing.assert_frame_equal(pd.read_csv(out / "groups.csv"), pd.read_csv(sequential / "groups.csv"))
+    pd.testing.assert_frame_equal(_rows(out), _rows(sequential), check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "groups.csv"), pd.read_csv(sequential / "groups.csv"),
+                                  check_exact=True)
     kept = pd.read_csv(out / "per_image.csv", dtype=str, keep_default_na=False)
     old = full[full.image_id.isin(done)].set_index(["image_id", "model", "degradation"])["seconds"]
     now = kept[kept.image_id.isin(done)].set_index(["image_id", "model", "degradation"])["seconds"]
@@ -179,3 +182,26 @@ def test_engine_arguments_give_clear_errors(capsys):
         assert exit_.value.code == 2
     assert isinstance(make_engine("local", 1), SequentialEngine)
     assert isinstance(make_engine("ray", 2), RayEngine)  # nothing started until it is used
+
+
+def test_safety_dataset_mode_same_with_a_process_pool(small_faces):
+    from audit import safety
+    from audit.engine import Gallery
+    from audit.stats import calibrate_threshold
+    from deblur.embed import get_embedder
+
+    embedder = get_embedder("dlib")
+    ids = list(small_faces.ids[10:22])
+    embs = [embedder.embed(small_faces.image(i)) for i in range(10, 22)]
+    e = np.stack(embs)
+    gallery = Gallery(ids, e, e.mean(axis=0), calibrate_threshold(e, 0.1, 0))
+    faces = [(small_faces.ids[i], small_faces.image(i), {"g": "a" if i % 2 else "b"}) for i in range(3)]
+    kw = {"embedder": embedder, "gallery": gallery, "degradations": ["pixelate"], "strengths": {"pixelate": (4, 12)},
+          "n_boot": 20}
+    seq = safety.sweep_dataset(faces, **kw)
+    with LocalPool(2) as pool:
+        par = safety.sweep_dataset(faces, engine=pool, **kw)
+    timing = ["sweep_seconds"]
+    pd.testing.assert_frame_equal(par.per_face.drop(columns=timing), seq.per_face.drop(columns=timing),
+                                  check_exact=True)
+    pd.testing.assert_frame_equal(par.groups, seq.groups, check_exact=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from audit import safety
 from audit.data import face_items
 from audit.engine import to_crop
+from audit.parallel import add_engine_arguments, engine_from_args
 from audit.safety import KINDS, figure, sweep_dataset, sweep_face
 from deblur.degrade import DEGRADATIONS
 from deblur.io import load_image
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plotlyjs", default="cdn", choices=["cdn", "inline"], help="plotly.js in the HTML")
     p.add_argument("--out", default="results/safety")
+    add_engine_arguments(p, resume=False)
     return p
 
 
@@ -59,10 +61,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(res.summary()[["degradation", "recommended", "first_safe", "tested_max"]].to_string(index=False))
         print(f"{res.seconds:.1f} s, {res.n_embeddings} embeddings; excluded: {list(res.excluded)}")
         return 0
+    try:
+        engine = engine_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     items = face_items(args.data, n=args.n, labels=args.labels, fmt=args.format)
-    ds = sweep_dataset(items, degradations=args.degradations or DEGRADATIONS, margin=args.margin,
-                       thorough=args.thorough, n_boot=args.n_boot, seed=args.seed,
-                       progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True))
+    with engine:
+        ds = sweep_dataset(items, degradations=args.degradations or DEGRADATIONS, margin=args.margin,
+                           thorough=args.thorough, n_boot=args.n_boot, seed=args.seed, engine=engine,
+                           progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True))
     print(file=sys.stderr)
     paths = ds.write(out, args.plotlyjs)
     cols = [c for c in ds.per_face.columns if c.startswith("safe_")]
