@@ -295,6 +295,26 @@ def _resume_rows(per_image: Path, fields: Sequence[str], wanted: set[tuple[str, 
     return old[old["image_id"].isin(complete)].to_dict("records"), complete
 
 
+def _in_data_order(per_image: Path, order: Mapping[str, int]) -> None:
+    """Rewrite ``per_image.csv`` with the images in data order (each image's rows keep their order).
+
+    Engines append rows as images finish; the file (and the report's bootstraps, which resample rows in file
+    order) must not depend on which worker finished first.
+    """
+    with per_image.open(newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        rows = list(reader)
+    col = header.index("image_id")
+    rows.sort(key=lambda r: order.get(r[col], len(order)))  # stable: an image's rows stay in setting order
+    tmp = per_image.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    tmp.replace(per_image)
+
+
 def run_audit(config: AuditConfig, progress: ProgressFn | None = None, *, engine: Engine | None = None,
               resume: bool = False, batch_size: int = 16) -> AuditResult:
     """Run a full audit: clean pass, calibration, per-image pass (rows appended as they finish), report.
@@ -371,6 +391,7 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None, *, engine
                 writer.writerows(finish_rows(rows, gallery))
                 fh.flush()  # rows of finished images are on disk even if a later image crashes the run
                 progress("audit", len(done_ids) + k + 1, len(cleans))
+        _in_data_order(per_image, order)
     finally:
         if own:
             engine.close()

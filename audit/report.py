@@ -198,8 +198,6 @@ def write_report(out: Path, per_image_csv: Path, run_info: dict, config, cleans:
     """Write ``groups.csv``, ``figures.html``, ``run.json`` and contact sheets next to ``per_image.csv``."""
     out = Path(out)
     rows = pd.read_csv(per_image_csv, keep_default_na=True, dtype={"image_id": str})
-    # Engines append rows in the order images finish: sort so the bootstraps do not depend on it.
-    rows = rows.sort_values(["image_id", *SETTING], kind="stable").reset_index(drop=True)
     attributes = {a: s for a, s in run_info["label_source"].items()}
     table = summarize(rows, attributes, n_boot=config.n_boot, seed=config.seed, min_n=config.min_group_n,
                       reference=config.reference)
