@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no telemetry
 
 import gradio as gr  # noqa: E402
-from PIL import Image, UnidentifiedImageError  # noqa: E402
 
 from deblur import degrade as D  # noqa: E402
 from deblur import playground  # noqa: E402
+from ui import uploads  # noqa: E402
+from ui.errors import user_errors  # noqa: E402
+from ui.uploads import photo_input  # noqa: E402
 
 try:  # ZeroGPU on Hugging Face Spaces: the decorator borrows a GPU per call; a no-op everywhere else
     import spaces
@@ -27,31 +30,6 @@ except ImportError:  # pragma: no cover - depends on the host
     def gpu(fn):
         """No-op stand-in for ``spaces.GPU`` when the ``spaces`` package is absent."""
         return fn
-
-
-def photo_input(**kwargs) -> gr.Image:
-    """A ``gr.Image`` upload whose unreadable files reach the user as a clear ``gr.Error``.
-
-    Gradio opens the upload's header before our handler runs; a text file renamed ``.png`` would otherwise
-    fail there with a generic "Error". Pixel limits and decoding happen later, in :mod:`deblur.io`. The
-    instance's ``preprocess`` is wrapped rather than subclassing ``gr.Image``: Gradio writes a ``.pyi`` stub
-    next to the module of every component subclass, and the app must not write into its own folder.
-    """
-    image = gr.Image(type="filepath", image_mode=None, **kwargs)
-    preprocess = image.preprocess
-
-    def guarded(payload):
-        try:
-            return preprocess(payload)
-        except gr.Error:
-            raise
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
-            name = getattr(payload, "orig_name", None) or "the upload"
-            raise gr.Error(f"'{name}' is not an image we can read (PNG, JPEG, WebP, BMP, TIFF), or it is too "
-                           f"large ({type(exc).__name__}). Upload a regular photo.") from exc
-
-    image.preprocess = guarded
-    return image
 
 
 CONCURRENCY_LIMIT = 2  # CPU-bound handlers: more parallel requests only slow each other down
@@ -65,10 +43,16 @@ def reconstruction_slots() -> int:
 
 
 @gpu
-def playground_request(path: str | None, mode: str, source: str, kind: str, strength: float) -> list:
-    """The playground's Run handler: one request, flattened into the tab's output components."""
-    result = playground.run_playground(path, mode, source, kind, strength)
-    return playground.outputs_for_ui(result, reconstruction_slots())
+@user_errors
+def playground_request(path: str | None, mode: str, source: str, kind: str, strength: float,
+                       kept: dict | None = None) -> list:
+    """The playground's Run handler: one request, flattened into the tab's output components.
+
+    The upload is read and deleted first (:func:`ui.uploads.take_photo`); ``kept`` is the tab's memory of it.
+    """
+    image, kept = uploads.take_photo(path, kept)
+    result = playground.run_playground(image, mode, source, kind, strength)
+    return [*playground.outputs_for_ui(result, reconstruction_slots()), kept]
 
 
 def playground_tab() -> None:
@@ -91,6 +75,10 @@ def playground_tab() -> None:
                                 label="Degradation")
                 strength = gr.Slider(spec.low, spec.high, value=spec.default, step=spec.step,
                                      label=f"Strength: {spec.name}, in pixels of the processed image")
+                # The slider's range follows the degradation in the page; the API takes any kind's range without
+                # calling /strength_range first, and run_playground checks the value against the chosen kind.
+                strength.preprocess = float
+                kept = uploads.kept_photo()
                 run = gr.Button("Run", variant="primary")
         with gr.Row():
             original = gr.Image(label="Original (processed)", format="png", interactive=False, height=256)
@@ -111,11 +99,12 @@ def playground_tab() -> None:
 
         kind.change(playground.strength_slider, [kind, source], strength, api_name="strength_range")
         source.change(playground.strength_slider, [kind, source], strength, api_name=False)
-        run.click(playground_request, [photo, mode, source, kind, strength],
-                  [original, degraded, *sliders, table, reading], api_name="playground")
+        run.click(playground_request, [photo, mode, source, kind, strength, kept],
+                  [original, degraded, *sliders, table, reading, kept], api_name="playground")
 
 
 @gpu
+@user_errors
 def audit_request(models: list[str], kinds: list[str], strengths: str, n: float, seed: float, embedder: str,
                   data_zip: str | None, labels_csv: str | None, dataset: str = "builtin",
                   progress: gr.Progress = gr.Progress()) -> list:  # noqa: B008 - Gradio injects progress via the default
@@ -125,9 +114,15 @@ def audit_request(models: list[str], kinds: list[str], strengths: str, n: float,
     def report(stage: str, done: int, total: int) -> None:
         progress((done, total), desc=app_handlers.STAGES.get(stage, stage), unit="faces")
 
-    run = app_handlers.run_audit_request(models, kinds, strengths, int(n), int(seed), embedder, data_zip, labels_csv,
-                                         dataset=dataset, allow_upload=not ON_SPACES, progress=report)
-    return app_handlers.outputs_for_ui(run)
+    # Uploads are read into memory and deleted before any work; the report is written into a temporary folder
+    # that is deleted as soon as its files are published into Gradio's cache (which expires them).
+    zip_bytes = uploads.consume(data_zip) if data_zip else None
+    csv_bytes = uploads.consume(labels_csv) if labels_csv else None
+    with tempfile.TemporaryDirectory(prefix="facedrift-audit-") as work:
+        run = app_handlers.run_audit_request(models, kinds, strengths, int(n), int(seed), embedder, zip_bytes,
+                                             csv_bytes, dataset=dataset, allow_upload=not ON_SPACES, progress=report,
+                                             work=Path(work), zip_name=Path(data_zip).name if data_zip else None)
+        return app_handlers.outputs_for_ui(run, publish=uploads.publish)
 
 
 def audit_tab() -> None:
@@ -241,17 +236,29 @@ def about_tab() -> None:
                 gr.Markdown(text)
 
 
+@user_errors
+def safety_request(path: str | None, margin: float, kept: dict | None = None,
+                   progress: gr.Progress = gr.Progress()) -> list:  # noqa: B008 - Gradio injects progress via the default
+    """The safety tab's Run handler: read and delete the upload, sweep it, publish the obscured faces."""
+    from audit import safety_handlers
+
+    image, kept = uploads.take_photo(path, kept)
+    outputs = safety_handlers.safety_outputs(image, margin, uploads.publish_bytes,
+                                             progress=lambda f, msg: progress(f, desc=msg))
+    return [*outputs, kept]
+
+
 def build_app() -> gr.Blocks:
     """The facedrift Blocks app: one function per tab (Playground, Audit, About); add new tabs the same way."""
     from audit.safety_handlers import safety_tab
 
-    with gr.Blocks(title="facedrift", analytics_enabled=False) as demo:
+    with gr.Blocks(title="facedrift", analytics_enabled=False, **uploads.BLOCKS_OPTIONS) as demo:
         gr.Markdown("# facedrift\nFace \u201cdeblurring\u201d models extrapolate; they do not recover a face. "
                     "See what they invent, and audit how unevenly they do it.")
         with gr.Tabs():
             playground_tab()
             audit_tab()
-            safety_tab(photo_input)
+            safety_tab(safety_request, photo_input, uploads.kept_photo)
             about_tab()
     return demo
 
@@ -263,7 +270,7 @@ def main() -> None:
     # Oversubscribed OpenMP threads make small CPU convolutions (MTCNN on a photo) 50x slower; measured in
     # bench/bench_playground.py. Each of the concurrent requests gets its share of the cores instead.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // CONCURRENCY_LIMIT))
-    build_app().queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=32).launch()
+    build_app().queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=32).launch(**uploads.LAUNCH_OPTIONS)
 
 
 if __name__ == "__main__":

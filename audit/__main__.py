@@ -17,11 +17,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tqdm import tqdm
+
 from audit.config import AuditConfig
 from audit.engine import run_audit
 from audit.groups import PREDICTED_ATTRIBUTES
 from audit.parallel import add_engine_arguments, engine_from_args
-from deblur.external.spec import DEFAULT_CONCURRENCY
+from audit.report import rebuild
+from deblur.restore.external.spec import DEFAULT_CONCURRENCY
 from deblur.strengths import AUDIT_GRID, parse_strengths
 
 __all__ = ["build_parser", "main"]
@@ -49,10 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for bootstrap/permutation tests")
     p.add_argument("--min-group-n", type=int, default=30, help="flag groups smaller than this")
     p.add_argument("--fmr", type=float, default=0.01, help="false-match rate at which the threshold is calibrated")
+    p.add_argument("--identity", metavar="COLUMN",
+                   help="labels column naming the person in each photo (several photos per person): impostor pairs "
+                        "only between different people, same-person pairs reported as FNMR, rank-1 by person")
     p.add_argument("--predict", nargs="*", default=list(PREDICTED_ATTRIBUTES),
                    help=f"predicted attributes ({', '.join(PREDICTED_ATTRIBUTES)}); pass none to use labels only")
     p.add_argument("--crop", default="auto", choices=("auto", "whole", "detect"),
-                   help="auto: square images <=256 px are aligned crops, others get face detection")
+                   help="auto: the built-in set is already cropped (whole), photos get detection and alignment; "
+                        "whole: the images already are facedrift face crops (deblur.faces geometry)")
     p.add_argument("--reference", nargs="*", default=[], help="reference groups as attribute=group")
     p.add_argument("--plotlyjs", default="inline", choices=("inline", "cdn"),
                    help="embed plotly.js in figures.html (works offline) or load it from a CDN")
@@ -75,8 +82,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.rebuild_report:
-        from audit.report import rebuild
-
         try:
             paths = rebuild(args.rebuild_report)
         except (FileNotFoundError, ValueError) as exc:
@@ -99,13 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                              out=args.out, n=args.n, n_boot=args.boot, seed=args.seed, min_group_n=args.min_group_n,
                              fmr=args.fmr, predict=predict, crop=args.crop, reference=reference,
                              contact_sheets=not args.no_contact_sheets, plotlyjs=args.plotlyjs,
-                             external=args.external, external_concurrency=args.external_concurrency)
+                             external=args.external, external_concurrency=args.external_concurrency,
+                             identity=args.identity)
         config.validate()
         engine = engine_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))  # exits with status 2 and the message
-    from tqdm import tqdm
-
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -120,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with engine:
             result = run_audit(config, progress, engine=engine, resume=args.resume, batch_size=args.batch_size)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: unreadable data, unwritable cache or --out
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -131,8 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"audited {result.n_images} images ({result.n_no_face_clean} without a face in the clean image, "
           f"{len(result.skipped)} skipped{resumed}) in {result.seconds:.0f} s with the {result.engine} engine")
     if thr is not None:
-        print(f"match threshold: L2 <= {thr.distance:.3f} (FMR {thr.fmr_observed:.3%} on {thr.n_impostor_pairs} "
-              f"impostor pairs; target {thr.fmr_target:g})")
+        print(f"match threshold: L2 <= {thr.distance:.3f} ({thr.source}; observed FMR {thr.fmr_observed:.3%} on "
+              f"{thr.n_impostor_pairs} impostor pairs, target {thr.fmr_target:g})")
+        if thr.note:
+            print(f"warning: {thr.note}")
+        if thr.n_genuine_pairs:
+            lo, hi = thr.fnmr_ci
+            print(f"same-person pairs: {thr.n_genuine_pairs}; FNMR at the threshold {thr.fnmr:.1%} "
+                  f"(95% Wilson CI {lo:.1%}-{hi:.1%})")
     for model, counts in result.status_counts.items():
         if set(counts) - {"ok", "no_face_restored", "no_face_clean"}:
             print(f"{model}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) + " rows")

@@ -8,9 +8,11 @@ into its own temporary folder and deleted when the request ends.
 
 from __future__ import annotations
 
+import io
 import shutil
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,17 +74,21 @@ def parse_strengths_text(kinds: Sequence[str], text: str | None) -> dict[str, tu
     return parsed
 
 
-def extract_zip(archive: str | Path, dest: Path, max_files: int = MAX_ZIP_FILES,
+def extract_zip(archive: str | Path | bytes, dest: Path, max_files: int = MAX_ZIP_FILES,
                 max_bytes: int = MAX_ZIP_BYTES) -> Path:
     """Extract a data zip safely into ``dest`` (no paths outside it, bounded size) and return the data root.
 
     If the zip holds a single top-level folder, that folder is the root.
 
+    Args:
+        archive: the zip file, or its bytes (the app reads an upload into memory and deletes it first).
+
     Raises:
-        gr.Error: not a zip, too many files, too large uncompressed, or a member escaping ``dest``.
+        gr.Error: not a zip, damaged (bad checksum, truncated), too many files, too large uncompressed, or a
+            member escaping ``dest``.
     """
     try:
-        zf = zipfile.ZipFile(archive)
+        zf = zipfile.ZipFile(io.BytesIO(archive) if isinstance(archive, bytes) else archive)
     except (zipfile.BadZipFile, OSError) as exc:
         raise gr.Error("The data upload is not a readable .zip file.") from exc
     with zf:
@@ -96,7 +102,12 @@ def extract_zip(archive: str | Path, dest: Path, max_files: int = MAX_ZIP_FILES,
             target = (root / m.filename).resolve()
             if not target.is_relative_to(root):
                 raise gr.Error(f"The zip contains an unsafe path ({m.filename!r}); refusing to extract it.")
-        zf.extractall(root)
+        for m in members:
+            try:
+                zf.extract(m, root)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+                raise gr.Error(f"The zip is damaged: {m.filename!r} cannot be extracted ({exc}). Create the zip "
+                               "again (or test it with `unzip -t`) and upload it again.") from exc
     entries = [p for p in root.iterdir() if not p.name.startswith(("__MACOSX", "."))]
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else root
 
@@ -140,9 +151,11 @@ def _status(result, config: AuditConfig, table: pd.DataFrame, data_note: str) ->
 
 
 def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], strengths: str | None, n: int, seed: int,
-                      embedder: str = "dlib", data_zip: str | None = None, labels_csv: str | None = None, *,
-                      dataset: str = "builtin", allow_upload: bool = True, n_boot: int = 500,
-                      progress: Callable[[str, int, int], None] | None = None) -> AuditRun:
+                      embedder: str = "dlib", data_zip: str | Path | bytes | None = None,
+                      labels_csv: str | Path | bytes | None = None, *, dataset: str = "builtin",
+                      allow_upload: bool = True, n_boot: int = 500,
+                      progress: Callable[[str, int, int], None] | None = None, work: Path | None = None,
+                      zip_name: str | None = None) -> AuditRun:
     """Run one audit for the app, exactly as ``python -m audit`` would with these settings.
 
     Args:
@@ -152,13 +165,17 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
         n: at most this many faces.
         seed: seed for bootstrap, permutation tests and calibration sampling.
         embedder: ``"dlib"`` or ``"facenet"``.
-        data_zip: optional zip of face images (folder format) instead of the built-in set.
-        labels_csv: labels CSV for the zip (``path`` + group columns); a CSV inside the zip is used otherwise.
+        data_zip: optional zip of face images (folder format) instead of the built-in set: a path, or its bytes.
+        labels_csv: labels CSV for the zip (``path`` + group columns; a path or its bytes); a CSV inside the zip
+            is used otherwise.
         dataset: ``"builtin"`` or ``"fairface"`` (the FairFace validation split from the Hugging Face Hub, with
             its labels; needs internet once). Offline, the error says so: we never switch sets silently.
         allow_upload: ``False`` on a public Space: uploaded data sets are refused.
         n_boot: bootstrap resamples.
         progress: ``progress(stage, done, total)`` callback.
+        work: folder for this request's report and extracted upload (the app passes a temporary folder it
+            deletes once the outputs are published); default: a new temporary folder left to the caller.
+        zip_name: the upload's file name, for the status line.
 
     Raises:
         gr.Error: for any bad setting or unusable data, with what to change.
@@ -172,8 +189,8 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
         raise gr.Error("Sample size must be between 1 and 2000 faces.")
     if data_zip and not allow_upload:
         raise gr.Error("Uploading a data set is only available when you run the app locally (python app.py).")
-    work = Path(tempfile.mkdtemp(prefix="facedrift-audit-"))  # this request's outputs, served for download
-    upload_dir = Path(tempfile.mkdtemp(prefix="facedrift-upload-")) if data_zip else None
+    work = Path(work) if work is not None else Path(tempfile.mkdtemp(prefix="facedrift-audit-"))
+    upload_dir = work / "upload" if data_zip else None
     try:
         config = AuditConfig(models=list(models) if models else None, degradations=degradations,
                              embedder=embedder, out=str(work / "report"), n=int(n), n_boot=n_boot, seed=int(seed),
@@ -183,10 +200,16 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
             config.data = "fairface"
             data_note = f"FairFace validation split, labelled groups; {FAIRFACE_CREDIT}"
         if upload_dir is not None:
+            upload_dir.mkdir(parents=True)
             root = extract_zip(data_zip, upload_dir)
-            labels = Path(labels_csv) if labels_csv else next(iter(sorted(root.glob("*.csv"))), None)
+            if isinstance(labels_csv, bytes):
+                labels = work / "labels.csv"
+                labels.write_bytes(labels_csv)
+            else:
+                labels = Path(labels_csv) if labels_csv else next(iter(sorted(root.glob("*.csv"))), None)
             config.data, config.labels = str(root), str(labels) if labels else None
-            data_note = f"your upload, {Path(data_zip).name}"
+            name = zip_name or (Path(data_zip).name if not isinstance(data_zip, bytes) else "a zip")
+            data_note = f"your upload, {name}"
         try:
             result = run_audit(config, progress=progress)
         except gr.Error:
@@ -208,10 +231,16 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
                     result.groups_csv if result.groups_csv and result.groups_csv.is_file() else None, files)
 
 
-def outputs_for_ui(run: AuditRun, slots: int = MAX_FIGURES) -> list:
-    """Flatten a run into the tab's outputs: status, table, download button, files, ``slots`` plots."""
+def outputs_for_ui(run: AuditRun, slots: int = MAX_FIGURES, publish: Callable[[Path], str] = str) -> list:
+    """Flatten a run into the tab's outputs: status, table, download button, files, ``slots`` plots.
+
+    Args:
+        publish: turns a report file into the path handed to Gradio (the app copies it into Gradio's cache,
+            which deletes it after a stated lifetime, so the request's own folder can go at once).
+    """
     shown = run.table[[c for c in TABLE_COLUMNS if c in run.table]].round(3) if not run.table.empty else run.table
     plots = [gr.update(value=fig, visible=True) for fig in run.figures[:slots]]
     plots += [gr.update(value=None, visible=False)] * (slots - len(plots))
-    download = gr.update(value=str(run.groups_csv), visible=True) if run.groups_csv else gr.update(visible=False)
-    return [run.status, shown, download, [str(p) for p in run.files], *plots]
+    download = (gr.update(value=publish(run.groups_csv), visible=True) if run.groups_csv
+                else gr.update(visible=False))
+    return [run.status, shown, download, [publish(p) for p in run.files], *plots]

@@ -13,8 +13,8 @@ import numpy as np
 
 from audit.groups import PREDICTED_ATTRIBUTES
 from deblur.degrade import DEGRADATIONS, degrade
-from deblur.external import parse_external
-from deblur.external.spec import DEFAULT_CONCURRENCY
+from deblur.restore.external import parse_external
+from deblur.restore.external.spec import DEFAULT_CONCURRENCY
 from deblur.strengths import AUDIT_GRID
 
 __all__ = ["ROW_FIELDS", "AuditConfig"]
@@ -48,12 +48,16 @@ class AuditConfig:
         min_group_n: groups smaller than this are flagged.
         fmr: false-match rate at which the match threshold is calibrated.
         predict: predicted attributes to add (empty: labels only).
-        crop: ``auto``, ``whole`` or ``detect`` (see :func:`audit.engine.to_crop`).
+        crop: ``auto`` (built-in set: ``whole``; photos: ``detect``), ``whole`` or ``detect`` (see
+            :func:`audit.engine.to_crop`).
         reference: attribute → reference group (default: the largest group).
         contact_sheets: write contact sheets of the predicted skin-tone bins.
         plotlyjs: ``"inline"`` (figures.html works offline) or ``"cdn"`` (small file, needs internet to view).
-        external: external restorer specs ``NAME=SPEC`` (:mod:`deblur.external`), audited next to ours.
+        external: external restorer specs ``NAME=SPEC`` (:mod:`deblur.restore.external`), audited next to ours.
         external_concurrency: calls in flight per external restorer (a spec's ``concurrency=`` overrides it).
+        identity: labels column saying who each photo shows (several photos per person): impostor pairs are
+            then only pairs of different people, same-person pairs give the FNMR, rank-1 counts any photo of
+            the person. Never a group column.
     """
 
     data: str = "builtin"
@@ -75,6 +79,7 @@ class AuditConfig:
     plotlyjs: str = "inline"
     external: Sequence[str] = ()
     external_concurrency: int = DEFAULT_CONCURRENCY
+    identity: str | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a helpful message for a bad setting."""
@@ -85,6 +90,9 @@ class AuditConfig:
                 degrade(np.zeros((8, 8, 3), np.float32), kind, s)  # raises with the valid range
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.identity and self.data == "builtin":
+            raise ValueError("--identity needs labelled data (--data FOLDER --labels CSV with that column); "
+                             "the built-in faces are one photo per (generated) person")
         if self.n_boot < 1:
             raise ValueError(f"n_boot must be >= 1, got {self.n_boot}")
         if not 0 < self.fmr < 1:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,8 +45,8 @@ from audit.step import (
     restore_chunk,
     to_crop,
 )
-from deblur.embed import Embedder
-from deblur.external import close_restorers
+from deblur.embed import PUBLISHED_THRESHOLDS, Embedder
+from deblur.restore import close_restorers
 
 # AuditConfig and ROW_FIELDS live in audit.config, the per-image step (CleanFace, prepare_face, resolve_restorers,
 # to_crop) in audit.step; re-exported for existing callers.
@@ -69,17 +70,31 @@ class Gallery:
     embeddings: np.ndarray
     centre: np.ndarray
     threshold: Threshold | None = None
+    identities: list[str] | None = None
 
     @classmethod
-    def build(cls, ids: Sequence[str], embeddings: Sequence[np.ndarray], fmr: float = 0.01, seed: int = 0) -> Gallery:
-        """Gallery with its threshold calibrated at false-match rate ``fmr`` (if there are ≥ 2 faces)."""
+    def build(cls, ids: Sequence[str], embeddings: Sequence[np.ndarray], fmr: float = 0.01, seed: int = 0,
+              identities: Sequence[str] | None = None, embedder_key: str | None = None) -> Gallery:
+        """Gallery with its threshold calibrated at false-match rate ``fmr`` (if there are ≥ 2 faces).
+
+        Args:
+            identities: who each face is (an identity column); impostor pairs are then only pairs of
+                different people, same-person pairs give the FNMR, and rank-1 counts a hit when the nearest
+                clean face is the same person. ``None``: every image is a different person.
+            embedder_key: with too few impostor pairs for ``fmr``, this embedder's published threshold
+                (:data:`deblur.embed.PUBLISHED_THRESHOLDS`) is used instead, and the threshold says so.
+        """
         if len(ids) != len(embeddings):
             raise ValueError(f"{len(ids)} ids for {len(embeddings)} embeddings")
         if not len(ids):
             raise ValueError("no clean face could be embedded: the gallery is empty; check the data and crop mode")
+        if identities is not None and len(identities) != len(ids):
+            raise ValueError(f"{len(identities)} identities for {len(ids)} faces")
         e = np.stack([np.asarray(x, float) for x in embeddings])
-        threshold = calibrate_threshold(e, fmr, seed) if len(ids) >= 2 else None
-        return cls(list(ids), e, e.mean(axis=0), threshold)
+        published = PUBLISHED_THRESHOLDS.get(embedder_key) if embedder_key else None
+        fallback = (published.distance, published.source) if published else None
+        threshold = calibrate_threshold(e, fmr, seed, identities, fallback) if len(ids) >= 2 else None
+        return cls(list(ids), e, e.mean(axis=0), threshold, None if identities is None else list(identities))
 
     def embedding_of(self, image_id: str) -> np.ndarray:
         """The clean embedding of ``image_id``."""
@@ -88,11 +103,15 @@ class Gallery:
         return self.embeddings[self._index[image_id]]
 
     def rank1(self, embedding: np.ndarray | None, own_id: str) -> bool:
-        """Whether the nearest clean face to ``embedding`` is its own original (re-identified)."""
+        """Whether the nearest clean face to ``embedding`` is its own original -- or, with identities, any
+        clean photo of the same person (re-identified)."""
         if embedding is None:
             return False
         d = np.linalg.norm(self.embeddings - np.asarray(embedding, float), axis=1)
-        return self.ids[int(np.argmin(d))] == own_id
+        nearest = int(np.argmin(d))
+        if self.identities is None:
+            return self.ids[nearest] == own_id
+        return self.identities[nearest] == self.identities[self.ids.index(own_id)]
 
     def matches(self, distance: float) -> bool:
         """Match decision at the calibrated threshold (NaN distance: no match)."""
@@ -119,7 +138,7 @@ def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object
     Returns:
         Rows (dicts with :data:`ROW_FIELDS` plus the group columns). ``status`` is ``ok``,
         ``no_face_clean``, ``no_face_restored``, ``error:<reason>`` for a failed external call (reasons in
-        :data:`deblur.external.FAILURE_REASONS`, details in ``note``) or ``error:<Type>: <message>``; no case
+        :data:`deblur.restore.external.FAILURE_REASONS`, details in ``note``) or ``error:<Type>: <message>``; no case
         is dropped. ``note`` also says when an external output was resized back.
     """
     settings = restore_chunk([clean], restorers, degradations)
@@ -354,8 +373,16 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None, *, engine
         skipped = list(meta["skipped"])
         order: dict[str, int] = {}
 
+        if config.identity and config.identity not in meta["group_columns"]:
+            raise ValueError(f"identity column {config.identity!r} is not in the labels; columns: "
+                             f"{meta['group_columns']}")
+        identities: dict[str, str] = {}
+
         def readable():
             for k, (image_id, image, labels, reason) in enumerate(items):
+                if config.identity:  # who the person is: used for pairs and rank-1, never as a group
+                    labels = dict(labels)
+                    identities[image_id] = labels.pop(config.identity)
                 if reason is not None:
                     skipped.append({"id": image_id, "path": "", "reason": reason})
                     progress("clean", k + 1, total)
@@ -370,9 +397,12 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None, *, engine
         cleans.sort(key=lambda c: order[c.image_id])  # data order: the calibration samples pairs by position
         with_face = [c for c in cleans if c.embedding is not None]
         gallery = Gallery.build([c.image_id for c in with_face], [c.embedding for c in with_face], config.fmr,
-                                config.seed)
+                                config.seed, embedder_key=config.embedder,
+                                identities=[identities[c.image_id] for c in with_face] if config.identity else None)
+        if gallery.threshold is not None and gallery.threshold.note:
+            print(f"warning: {gallery.threshold.note}", file=sys.stderr)
 
-        group_columns = list(meta["group_columns"]) + list(config.predict)
+        group_columns = [c for c in meta["group_columns"] if c != config.identity] + list(config.predict)
         fields = list(ROW_FIELDS) + [c for c in group_columns if c not in ROW_FIELDS]
         kept, done_ids = ([], set())
         if resume:
@@ -404,8 +434,9 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None, *, engine
         writer.writeheader()
         for c in cleans:
             writer.writerow({"image_id": c.image_id, "has_face": c.embedding is not None, **c.groups, **c.info})
+    skipped_csv = out / "skipped.csv"
     if skipped:
-        with (out / "skipped.csv").open("w", newline="") as fh:
+        with skipped_csv.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=["id", "path", "reason"], extrasaction="ignore")
             writer.writeheader()
             writer.writerows(skipped)
@@ -418,6 +449,7 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None, *, engine
                 "source": meta["source"], "notes": meta["notes"],
                 "label_source": {c: ("label" if c in meta["group_columns"] else "prediction") for c in group_columns}}
     files = report.write_report(out, per_image, run_info, config, cleans=cleans)
+    files += [faces_csv, *([skipped_csv] if skipped else [])]  # listed by the CLI, offered by the app
     return AuditResult(out, per_image, out / "groups.csv", gallery.threshold, len(cleans),
                        len(cleans) - len(with_face), skipped, files, time.perf_counter() - start,
                        status_counts=count_statuses(per_image), n_resumed=len(done_ids), engine=engine.name)

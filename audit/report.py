@@ -207,13 +207,16 @@ def write_report(out: Path, per_image_csv: Path, run_info: dict, config, cleans:
         table.insert(0, "embedder", run_info["embedder"])
         table.insert(1, "threshold", thr.get("distance", np.nan))
         table.insert(2, "fmr", config.fmr)
-        table.insert(3, "n_boot", config.n_boot)
-        table.insert(4, "seed", config.seed)
+        table.insert(3, "threshold_source", thr.get("source", ""))
+        table.insert(4, "n_boot", config.n_boot)
+        table.insert(5, "seed", config.seed)
     groups_csv = out / "groups.csv"
     table.to_csv(groups_csv, index=False, float_format="%.6g")
     files.append(groups_csv)
     if not table.empty:
-        note = f" — {run_info['embedder']}, threshold {thr.get('distance', float('nan')):.3f} at FMR {config.fmr:g}"
+        note = f" — {run_info['embedder']}, threshold {thr.get('distance', float('nan')):.3f} ({thr.get('source', '')})"
+        if thr.get("note"):
+            note += f". Warning: {thr['note']}"
         figs = figures(table, note)
         html = out / "figures.html"
         plotlyjs = config.plotlyjs

@@ -1,16 +1,13 @@
 """The app's "Is this blur safe?" tab: layout and a plain handler over :func:`audit.safety.sweep_face`.
 
-The handler reads the upload with the playground's reader (same errors), cuts the aligned 128-px face crop the
-same way, sweeps every obscuring kind, and returns one plotly figure per kind, the recommendation table, the
-obscured faces (PNG) and metadata-free PNG downloads written into a per-request temporary folder.
+The app's handler reads and deletes the upload (``ui.uploads``), then :func:`safety_outputs` cuts the aligned
+128-px face crop the playground's way, sweeps every obscuring kind, and returns one plotly figure per kind, the
+recommendation table, and the obscured faces as metadata-free PNGs the app publishes (Gradio's cache, expired).
 """
 
 from __future__ import annotations
 
-import functools
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -18,20 +15,13 @@ import pandas as pd
 
 from audit import safety
 
-__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "attacker_gallery", "run_safety", "safety_request", "safety_tab"]
+__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "run_safety", "safety_outputs", "safety_tab"]
 
 PLOT_KINDS = tuple(k for k in safety.KINDS if k != "fill")  # fill has no strength axis: table + image only
 TABLE_COLUMNS = ["degradation", "recommended", "in your photo (px)", "first safe", "tested up to", "closest restorer",
                  "explanation"]
 KIND_LABELS = {"gaussian": "Gaussian blur", "pixelate": "Pixelation", "motion": "Motion blur",
                "fill": "Solid fill (mean colour)", "pixelate_noise": "Pixelation + noise"}
-GALLERY_SIZE = 200
-
-
-@functools.lru_cache(maxsize=1)
-def attacker_gallery():
-    """The built-in gallery the attacker matches against (computed once, cached on disk)."""
-    return safety.builtin_gallery("dlib", GALLERY_SIZE)
 
 
 def _photo_scale(prepared) -> float:
@@ -41,9 +31,9 @@ def _photo_scale(prepared) -> float:
     return float(np.hypot(*prepared.where.matrix[0, :2]))
 
 
-def run_safety(path: str | None, margin: float = 0.0,
+def run_safety(path: str | np.ndarray | None, margin: float = 0.0,
                progress: Callable[[float, str], None] | None = None) -> tuple[safety.SweepResult, float]:
-    """Read an upload, crop its face and sweep it.
+    """Read an upload (or take the photo already read), crop its face and sweep it.
 
     Returns:
         The sweep and the crop's scale (crop pixels per photo pixel).
@@ -53,10 +43,12 @@ def run_safety(path: str | None, margin: float = 0.0,
     """
     from deblur import playground
 
-    img = playground.read_upload(path)
-    prepared = playground.prepare(img, "face")
+    img = path if isinstance(path, np.ndarray) else playground.read_upload(path)
+    prepared = playground.prepare(img, "face", whole_image_hint=False)
     try:
-        result = safety.sweep_face(prepared.image, gallery=attacker_gallery(), embedder=playground.embedder(),
+        # An upload is a real photo: a gallery of generated faces cannot judge it (it is always nearest its own
+        # original there), so the verdict is the identity model's published threshold alone.
+        result = safety.sweep_face(prepared.image, gallery=None, embedder=playground.embedder(),
                                    margin=float(margin), require_face=False, progress=progress)
     except ValueError as exc:
         raise gr.Error(str(exc)) from exc
@@ -96,32 +88,39 @@ def reading(result: safety.SweepResult) -> str:
     return "\n\n".join(lines)
 
 
-def safety_request(path: str | None, margin: float, progress=gr.Progress()) -> list:  # noqa: B008 - gradio's API
-    """The tab's handler: figures, table, obscured faces, PNG downloads, reading."""
-    result, scale = run_safety(path, margin, progress=lambda f, msg: progress(f, desc=msg))
+def safety_outputs(image: np.ndarray, margin: float, publish_bytes: Callable[[bytes, str], str],
+                   progress: Callable[[float, str], None] | None = None) -> list:
+    """The tab's outputs for a photo already read: figures, table, obscured faces, PNG downloads, reading.
+
+    Args:
+        publish_bytes: writes an output file where the page can fetch it and returns its path (the app writes
+            into Gradio's cache, which deletes it after a stated lifetime).
+    """
+    result, scale = run_safety(image, margin, progress=progress)
     figures = [safety.figure(result, k) for k in PLOT_KINDS]
-    out_dir = Path(tempfile.mkdtemp(prefix="facedrift-safety-"))
     images, files = [], []
     for kind, rec in result.recommendations.items():
         data = result.png(kind)
         if data is None:
             continue
-        path_png = out_dir / f"obscured_{kind}_{rec.strength:g}.png"
-        path_png.write_bytes(data)
-        files.append(str(path_png))
-        images.append((str(path_png), f"{KIND_LABELS[kind]} at {rec.strength:g}"))
+        path_png = publish_bytes(data, f"obscured_{kind}_{rec.strength:g}.png")
+        files.append(path_png)
+        images.append((path_png, f"{KIND_LABELS[kind]} at {rec.strength:g}"))
     return [*figures, recommendation_table(result, scale), images, files, reading(result)]
 
 
-def safety_tab(photo_factory: Callable[..., gr.Image] | None = None) -> None:
+def safety_tab(handler: Callable, photo_factory: Callable[..., gr.Image],
+               memory_factory: Callable[[], gr.State]) -> None:
     """'Is this blur safe?': sweep obscuring strengths on a face against every restorer.
 
     Args:
-        photo_factory: builds the upload component (the app passes its guarded ``photo_input``).
+        handler: the Run handler, ``handler(path, margin, memory) -> [*plots, table, gallery, files, reading,
+            memory]`` (the app reads and deletes the upload, then calls :func:`safety_outputs`).
+        photo_factory: builds the upload component (the app's guarded ``photo_input``).
+        memory_factory: builds the tab's memory of the last photo (a ``gr.State``).
     """
     from deblur import playground
 
-    make_photo = photo_factory or (lambda **kw: gr.Image(type="filepath", **kw))
     with gr.Tab("Is this blur safe?", id="safety"):
         gr.Markdown(
             "How strong must blurring or pixelation be before **none of our restorers** can bring the identity "
@@ -130,7 +129,7 @@ def safety_tab(photo_factory: Callable[..., gr.Image] | None = None) -> None:
             "checks whether the result is still this person.\n\n" + safety.LOWER_BOUND_NOTE)
         with gr.Row():
             with gr.Column(scale=1):
-                photo = make_photo(label="Photo with one face", sources=["upload", "clipboard"], height=240)
+                photo = photo_factory(label="Photo with one face", sources=["upload", "clipboard"], height=240)
                 gr.Examples([[str(p)] for p in playground.example_photos()], inputs=[photo], label="Examples")
             with gr.Column(scale=1):
                 margin = gr.Slider(0.0, 0.3, value=0.0, step=0.05,
@@ -148,4 +147,6 @@ def safety_tab(photo_factory: Callable[..., gr.Image] | None = None) -> None:
             with gr.Row():
                 for kind in PLOT_KINDS[start:start + 2]:
                     plots.append(gr.Plot(label=KIND_LABELS[kind]))
-        run.click(safety_request, [photo, margin], [*plots, table, obscured, downloads, summary], api_name="safety")
+        memory = memory_factory()
+        run.click(handler, [photo, margin, memory], [*plots, table, obscured, downloads, summary, memory],
+                  api_name="safety")

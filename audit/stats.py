@@ -17,8 +17,9 @@ The statistics themselves come from well-kept libraries: ``scipy.stats.bootstrap
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats
@@ -242,36 +243,59 @@ def group_metrics(values: Sequence[float], failures: Sequence[bool], groups: Seq
     return out
 
 
-def impostor_distances(embeddings: np.ndarray, max_pairs: int = 2_000_000, seed: int = 0) -> np.ndarray:
-    """L2 distances between all pairs of *different* faces (a seeded sample of pairs beyond ``max_pairs``).
+def impostor_distances(embeddings: np.ndarray, max_pairs: int = 2_000_000, seed: int = 0,
+                       identities: Sequence[str] | None = None) -> np.ndarray:
+    """L2 distances between pairs of faces of *different* people (a seeded sample beyond ``max_pairs``).
 
     Args:
-        embeddings: ``N x D`` clean embeddings, one per distinct identity.
+        embeddings: ``N x D`` clean embeddings.
+        identities: who each face is (``None``: every face is a different person, as in the built-in set).
     """
+    i, j = _pairs(len(embeddings), max_pairs, seed)
+    if identities is not None:
+        ident = np.asarray(identities, dtype=object)
+        keep = ident[i] != ident[j]
+        i, j = i[keep], j[keep]
     e = np.asarray(embeddings, dtype=float)
-    n = e.shape[0]
+    return np.linalg.norm(e[i] - e[j], axis=1)
+
+
+def genuine_distances(embeddings: np.ndarray, identities: Sequence[str]) -> np.ndarray:
+    """L2 distances between all pairs of different photos of the *same* person."""
+    ident = np.asarray(identities, dtype=object)
+    i, j = _pairs(len(embeddings), 10**12, 0)
+    keep = ident[i] == ident[j]
+    e = np.asarray(embeddings, dtype=float)
+    return np.linalg.norm(e[i[keep]] - e[j[keep]], axis=1)
+
+
+def _pairs(n: int, max_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     if n < 2:
         raise ValueError(f"need at least 2 faces to calibrate a threshold, got {n}")
     if n * (n - 1) // 2 <= max_pairs:
-        i, j = np.triu_indices(n, k=1)
-    else:
-        rng = np.random.default_rng(seed)
-        i, j = rng.integers(0, n, max_pairs), rng.integers(0, n, max_pairs)
-        keep = i != j
-        i, j = i[keep], j[keep]
-    return np.linalg.norm(e[i] - e[j], axis=1)
+        return np.triu_indices(n, k=1)
+    rng = np.random.default_rng(seed)
+    i, j = rng.integers(0, n, max_pairs), rng.integers(0, n, max_pairs)
+    keep = i != j
+    return i[keep], j[keep]
 
 
 @dataclass(frozen=True)
 class Threshold:
-    """A match threshold on L2 distance, calibrated at a false-match rate.
+    """The match threshold on L2 distance, and where it comes from.
 
     Attributes:
         distance: faces match when their L2 distance is ``<= distance``.
         fmr_target: the false-match rate asked for.
-        fmr_observed: the fraction of impostor pairs that match at ``distance``.
-        n_impostor_pairs: how many impostor pairs the calibration used.
+        fmr_observed: the fraction of impostor pairs that match at ``distance`` (NaN without pairs).
+        n_impostor_pairs: impostor pairs (different people) available.
         impostor_median: median impostor distance (context for the threshold).
+        source: ``"calibrated at FMR ... on N impostor pairs"`` or, with too few pairs, the published
+            threshold used instead.
+        note: why calibration was not possible, when it was not ('' otherwise).
+        n_genuine_pairs: same-person pairs (only with an identity column).
+        fnmr: false non-match rate of the genuine pairs at ``distance`` (NaN without them).
+        fnmr_ci: its 95% Wilson interval.
     """
 
     distance: float
@@ -279,12 +303,58 @@ class Threshold:
     fmr_observed: float
     n_impostor_pairs: int
     impostor_median: float
+    source: str = ""
+    note: str = ""
+    n_genuine_pairs: int = 0
+    fnmr: float = math.nan
+    fnmr_ci: tuple[float, float] = (math.nan, math.nan)
 
 
-def calibrate_threshold(embeddings: np.ndarray, fmr: float = 0.01, seed: int = 0) -> Threshold:
-    """Distance threshold at which ``fmr`` of clean different-face pairs would (falsely) match."""
+def min_impostor_pairs(fmr: float) -> int:
+    """Impostor pairs needed to calibrate ``fmr`` (10 expected false matches: ``ceil(10 / fmr)``)."""
+    return math.ceil(10 / fmr - 1e-9)
+
+
+def calibrate_threshold(embeddings: np.ndarray, fmr: float = 0.01, seed: int = 0,
+                        identities: Sequence[str] | None = None,
+                        fallback: tuple[float, str] | None = None) -> Threshold:
+    """Distance at which ``fmr`` of different-person pairs would (falsely) match.
+
+    Args:
+        embeddings: ``N x D`` clean embeddings.
+        fmr: target false-match rate.
+        seed: pair sampling seed (large sets).
+        identities: who each face is; impostor pairs are then only pairs of different people, and the
+            same-person pairs give the false non-match rate (FNMR) at the threshold.
+        fallback: ``(distance, source)`` used when there are fewer than :func:`min_impostor_pairs` impostor
+            pairs (the embedder's published threshold); without one, the thin calibration is used and
+            ``note`` says so.
+    """
     if not 0 < fmr < 1:
         raise ValueError(f"fmr must be in (0, 1), got {fmr}")
-    d = impostor_distances(embeddings, seed=seed)
-    t = float(np.quantile(d, fmr, method="lower"))
-    return Threshold(t, fmr, float((d <= t).mean()), int(d.size), float(np.median(d)))
+    d = impostor_distances(embeddings, seed=seed, identities=identities)
+    needed = min_impostor_pairs(fmr)
+    note = ""
+    if d.size < needed:
+        note = (f"only {d.size} impostor pairs (different people): calibrating a false-match rate of {fmr:g} needs "
+                f"at least {needed} (10/FMR)")
+    if d.size and (not note or fallback is None):
+        t = float(np.quantile(d, fmr, method="lower"))
+        source = f"calibrated at FMR {fmr:g} on {d.size} impostor pairs of this data"
+        if note:
+            note += "; the thin calibration was used anyway (no published threshold to fall back on)"
+    elif fallback is not None:
+        t, source = float(fallback[0]), f"published threshold used instead: {fallback[1]}"
+        note += f"; used {t:g} instead ({fallback[1]})"
+    else:
+        raise ValueError("no impostor pairs (every face is the same person) and no published threshold: "
+                         "add faces of other people")
+    observed = float((d <= t).mean()) if d.size else math.nan
+    out = Threshold(t, fmr, observed, int(d.size), float(np.median(d)) if d.size else math.nan, source, note)
+    if identities is not None:
+        g = genuine_distances(embeddings, identities)
+        if g.size:
+            misses = int((g > t).sum())
+            out = replace(out, n_genuine_pairs=int(g.size), fnmr=misses / g.size,
+                          fnmr_ci=tuple(float(v) for v in wilson_interval(misses, int(g.size))))
+    return out

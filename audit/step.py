@@ -26,16 +26,16 @@ import numpy as np
 from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
 from deblur.degrade import as_image, degrade, quantize
 from deblur.embed import Embedder, centred_cosine, get_embedder, l2_distance
-from deblur.external import RestoreOutcome, close_restorers, external_restorers, parse_external, restore_outcomes
-from deblur.faces import CROP_SIZE, haar_has_face
+from deblur.faces import CROP_SIZE, NoFaceError, face_crop, haar_has_face
 from deblur.metrics import psnr, ssim
+from deblur.restore import RestoreOutcome, close_restorers, external_restorers, parse_external, restore_outcomes
 
 if TYPE_CHECKING:  # type hints only: audit.engine imports this module
     from audit.config import AuditConfig
     from audit.engine import Gallery
 
 __all__ = ["AuditStep", "CleanFace", "Setting", "StepRunner", "embed_fixed", "finish_rows", "fixed_batch",
-           "measure_chunk", "prepare_face", "resolve_restorers", "restore_chunk", "to_crop"]
+           "crop_mode", "measure_chunk", "prepare_face", "resolve_restorers", "restore_chunk", "to_crop"]
 
 Item = tuple[str, np.ndarray, Mapping[str, str]]  # image id, photo, labels
 
@@ -61,10 +61,20 @@ class CleanFace:
     info: dict = field(default_factory=dict)
 
 
-def to_crop(img: np.ndarray, crop: str = "auto", size: int = CROP_SIZE) -> np.ndarray | None:
-    """Face crop of a photo: ``"whole"`` (already an aligned crop), ``"detect"`` (MTCNN), ``"auto"``.
+def crop_mode(config: AuditConfig) -> str:
+    """``"auto"`` is ``"whole"`` for the built-in set (already aligned crops) and ``"detect"`` for photos."""
+    if config.crop != "auto":
+        return config.crop
+    return "whole" if config.data == "builtin" else "detect"
 
-    ``"auto"`` treats square images up to 256 px as aligned crops and detects faces in anything else.
+
+def to_crop(img: np.ndarray, crop: str = "detect", size: int = CROP_SIZE) -> np.ndarray | None:
+    """Face crop of a photo in facedrift's one crop geometry (:mod:`deblur.faces`).
+
+    ``"detect"`` finds and aligns the largest face (MTCNN, then dlib's landmarks); ``"whole"`` means the
+    image already *is* such a crop (the built-in set, or crops saved by facedrift) and is only resized.
+    ``"auto"`` is ``"detect"`` here (the audit driver maps it to ``"whole"`` for the built-in set only):
+    a square photo is not an aligned crop just because it is small.
 
     Returns:
         ``size x size x 3`` float32 crop, or ``None`` when no face is detected.
@@ -73,13 +83,11 @@ def to_crop(img: np.ndarray, crop: str = "auto", size: int = CROP_SIZE) -> np.nd
         raise ValueError(f"crop must be 'auto', 'whole' or 'detect', got {crop!r}")
     img = as_image(img)
     h, w = img.shape[:2]
-    if crop == "whole" or (crop == "auto" and h == w and h <= 256):
+    if crop == "whole":
         if (h, w) == (size, size):
             return img
         return np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_CUBIC),
                        0, 1).astype(np.float32)
-    from deblur.faces import NoFaceError, face_crop
-
     try:
         return face_crop(img, size).image
     except NoFaceError:
@@ -135,7 +143,7 @@ class Setting:
     Attributes:
         kind, strength: the degradation.
         degraded: the degraded (8-bit quantised) face.
-        outcomes: restorer name → its :class:`deblur.external.RestoreOutcome` (image, or failure status and note;
+        outcomes: restorer name → its :class:`deblur.restore.RestoreOutcome` (image, or failure status and note;
             ``seconds`` is the batch's time shared by its images).
     """
 
@@ -166,7 +174,7 @@ def restore_many(restorer, degraded: np.ndarray, strength: float, batch_size: in
 
     Restorers with a batch path (learned, classical, ``none``) run it on batches of exactly ``batch_size``; a
     batch that raises is redone image by image so each image gets its own status. External restorers use their own
-    concurrent path (:func:`deblur.external.restore_outcomes`).
+    concurrent path (:func:`deblur.restore.restore_outcomes`).
     """
     given = float(strength) if getattr(restorer, "uses_strength", False) else None
     if hasattr(restorer, "restore_batch") and not hasattr(restorer, "restore_outcomes"):
@@ -335,7 +343,7 @@ def resolve_restorers(models: Sequence[str] | None, kinds: Sequence[str], extern
         ValueError: if a requested model name is not available for any of ``kinds`` (lists the known ones),
             or an external spec is bad, unreachable or reuses a built-in name.
     """
-    from deblur.restore import restorers_for
+    from deblur.restore import restorers_for  # imports torch (seconds): only when restorers are resolved
 
     available = {kind: restorers_for(kind) for kind in kinds}
     known = sorted({name for found in available.values() for name in found})
@@ -378,7 +386,7 @@ class AuditStep:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         return cls(config.embedder, tuple(config.models) if config.models else None,
                    tuple((k, tuple(float(s) for s in v)) for k, v in config.degradations.items()),
-                   tuple(config.predict), config.crop, int(batch_size), tuple(config.external),
+                   tuple(config.predict), crop_mode(config), int(batch_size), tuple(config.external),
                    config.external_concurrency)
 
 

@@ -1,6 +1,6 @@
 """Faces per second of an external restorer called in-process vs served by a local Gradio app.
 
-The same restorer function is audited three ways through :mod:`deblur.external` (the path ``--external``
+The same restorer function is audited three ways through :mod:`deblur.restore.external` (the path ``--external``
 takes): as a Python callable (``module:callable``), and as a Gradio ``Interface`` launched on localhost in a
 subprocess (``http://127.0.0.1:PORT/#/predict``), with 1 call in flight and with ``--concurrency`` calls in flight.
 Three functions: ``unsharp`` (an OpenCV unsharp mask, ~1 ms: the cost is all transport), ``resunet`` (our
@@ -102,7 +102,7 @@ def _launch(name: str, concurrency: int, wait_s: float = 120.0):
 
 
 def _faces_per_second(spec: str, faces: list[np.ndarray], strength: float) -> tuple[float, str]:
-    from deblur.external import close_restorers, external_restorers
+    from deblur.restore import close_restorers, external_restorers
 
     restorers = external_restorers([spec], ["gaussian"])
     restorer = restorers["gaussian"][spec.split("=", 1)[0]]

@@ -3,7 +3,7 @@
 A non-blind restorer (Wiener, Richardson–Lucy, bicubic of the block grid, our U-Nets) is told the true
 strength in the evaluation table. Someone holding only a blurred photo does not know it. :class:`EstimatedStrength`
 wraps such a restorer so it is told :func:`deblur.estimate.estimate`'s answer instead, per image: the
-"estimated strength" rows of ``python -m deblur.evaluate`` and the audit's unknown-kernel attacker.
+"estimated strength" rows of ``python -m deblur.train.evaluate`` and the audit's unknown-kernel attacker.
 
 When the estimator names another kind than the restorer's (about 1–9% of images, ``results/estimate/``),
 the image goes to the classical restorer of the *estimated* kind at the estimated strength — what a blind

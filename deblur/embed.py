@@ -2,9 +2,9 @@
 
 Two embedders:
 
-- ``"dlib"``: dlib's ResNet (128-d, from the CC0 ``face-recognition-models`` files) on a 5-point alignment.
-  Works offline. On aligned face crops (the built-in set, or crops made by :mod:`deblur.faces`) the whole
-  crop is the face rectangle; on other photos dlib's HOG frontal detector finds the face first.
+- ``"dlib"``: dlib's ResNet (128-d, from the CC0 ``face-recognition-models`` files). Works offline. On face
+  crops (the built-in set, or crops made by :mod:`deblur.faces`) it uses the one crop geometry documented in
+  :mod:`deblur.faces` (fixed landmarks, no search); on other photos dlib's own HOG -> landmarks -> chip.
 - ``"facenet"``: facenet-pytorch's InceptionResnetV1 trained on VGGFace2 (512-d). Only when its weights
   are cached in the torch hub folder or can be downloaded; otherwise :class:`EmbedderUnavailable` is raised.
   It is never run with random weights: those map every face to nearly the same vector.
@@ -16,18 +16,19 @@ embedding of a reference set (the clean gallery).
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import cv2
 import numpy as np
 
 from deblur.degrade import as_image, to_uint8
+from deblur.faces import CROP_SIZE, DlibModelError, dlib_models, face_rect, landmarks_5
 
-__all__ = ["EMBEDDERS", "DlibEmbedder", "Embedder", "EmbedderUnavailable", "FacenetEmbedder", "centred_cosine",
-           "get_embedder", "l2_distance"]
+__all__ = ["EMBEDDERS", "PUBLISHED_THRESHOLDS", "DlibEmbedder", "Embedder", "EmbedderUnavailable", "FacenetEmbedder",
+           "PublishedThreshold", "centred_cosine", "get_embedder", "l2_distance"]
 
 
 class EmbedderUnavailable(RuntimeError):
@@ -57,91 +58,95 @@ class Embedder(Protocol):
         ...
 
 
-def _face_models_dir() -> Path:
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbedderUnavailable("the dlib embedder needs the face-recognition-models package: "
-                                  "pip install face-recognition-models dlib-bin")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
-
-
-@functools.lru_cache(maxsize=1)
-def _dlib_models():
-    try:
-        import dlib
-    except ImportError as exc:  # pragma: no cover - dlib-bin is a project dependency
-        raise EmbedderUnavailable("the dlib embedder needs dlib: pip install dlib-bin") from exc
-    models = _face_models_dir()
-    files = {"shape": models / "shape_predictor_5_face_landmarks.dat",
-             "resnet": models / "dlib_face_recognition_resnet_model_v1.dat"}
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        raise EmbedderUnavailable(f"dlib model files are missing: {missing}; reinstall face-recognition-models")
-    return (dlib, dlib.shape_predictor(str(files["shape"])), dlib.face_recognition_model_v1(str(files["resnet"])),
-            dlib.get_frontal_face_detector())
-
-
 class DlibEmbedder:
-    key = "dlib"  # its name in EMBEDDERS / get_embedder
-    """dlib ResNet face embedding (128-d) on a 5-point alignment.
+    """dlib ResNet face embedding (128-d) in facedrift's one crop geometry.
 
     Args:
-        whole_crop: treat the whole image as the face rectangle (right for aligned face crops such as the
-            built-in set). With ``False``, dlib's HOG frontal detector finds the largest face first and
-            :meth:`embed` returns ``None`` if it finds none.
-        upsample: HOG detector upsampling steps (only with ``whole_crop=False``).
+        geometry: ``"crop"`` (default): the image is an aligned face crop of :mod:`deblur.faces` (any side;
+            the geometry scales). dlib's five landmarks are *not searched*: they are the crop geometry's
+            :data:`deblur.faces.LANDMARKS_5`, so a clean crop and its degraded and restored versions are
+            embedded from exactly the same face region (dlib's landmark search fails on blur). ``"detect"``:
+            dlib's own pipeline on any photo -- HOG detector, 5-point shape predictor, chip -- for the
+            largest face; :meth:`embed` returns ``None`` when HOG finds no face.
+        upsample: HOG detector upsampling steps (``"detect"`` only).
         jitter: dlib's ``num_jitters`` (1 = no jitter; more is slower and slightly more stable).
-        min_eye_distance: landmarks whose eyes are closer than this (pixels) count as a failed alignment.
     """
 
+    key = "dlib"  # its name in EMBEDDERS / get_embedder
     dim = 128
+    # dlib's 150-px chip (padding 0.25) reaches about 10 px below a 128-px crop; without a border those
+    # rows would be black. Edge replication keeps the chip close to dlib's own pipeline on the photo.
+    BORDER = 16
 
-    def __init__(self, whole_crop: bool = True, upsample: int = 1, jitter: int = 1, min_eye_distance: float = 4.0):
-        self._dlib, self._shape, self._resnet, self._detector = _dlib_models()
-        self.whole_crop = whole_crop
+    def __init__(self, geometry: str = "crop", upsample: int = 1, jitter: int = 1):
+        if geometry not in ("crop", "detect"):
+            raise ValueError(f"geometry must be 'crop' or 'detect', got {geometry!r}")
+        try:
+            self._dlib, self._shape, self._resnet, self._detector = dlib_models()
+        except (ImportError, DlibModelError) as exc:
+            raise EmbedderUnavailable(str(exc)) from exc
+        self.geometry = geometry
         self.upsample = upsample
         self.jitter = jitter
-        self.min_eye_distance = min_eye_distance
-        self.name = "dlib-resnet-v1" + ("" if whole_crop else "-hog")  # what reports record
+        # What reports record: the crop geometry changed in round two, so the name says which one.
+        self.name = "dlib-resnet-v1-crop5" if geometry == "crop" else "dlib-resnet-v1-hog"
 
     def landmarks(self, img: np.ndarray) -> np.ndarray | None:
         """The five dlib landmarks (``5x2``, x/y pixels) of the face, or ``None`` when none is found."""
-        shape = self._shape_of(to_uint8(img))
+        u8 = to_uint8(img)
+        if self.geometry == "crop":
+            return landmarks_5(u8.shape[0])
+        shape = self._detected_shape(u8)
         return None if shape is None else np.array([[shape.part(k).x, shape.part(k).y] for k in range(5)], float)
 
-    def _shape_of(self, u8: np.ndarray):
+    def _detected_shape(self, u8: np.ndarray):
+        rects = sorted(self._detector(u8, self.upsample), key=lambda r: r.area(), reverse=True)
+        return self._shape(u8, rects[0]) if rects else None
+
+    def _crop_input(self, img: np.ndarray):
+        """``(bordered image, full_object_detection)`` for an aligned crop."""
+        u8 = to_uint8(img)
         h, w = u8.shape[:2]
-        if self.whole_crop:
-            rect = self._dlib.rectangle(0, 0, w - 1, h - 1)
-        else:
-            rects = sorted(self._detector(u8, self.upsample), key=lambda r: r.area(), reverse=True)
-            if not rects:
-                return None
-            rect = rects[0]
-        shape = self._shape(u8, rect)
-        # Points 0-1 are one eye's corners, 2-3 the other's: a collapsed alignment is no face.
-        eye_a = np.array([(shape.part(0).x + shape.part(1).x) / 2, (shape.part(0).y + shape.part(1).y) / 2])
-        eye_b = np.array([(shape.part(2).x + shape.part(3).x) / 2, (shape.part(2).y + shape.part(3).y) / 2])
-        return shape if np.linalg.norm(eye_a - eye_b) >= self.min_eye_distance else None
+        if h != w:
+            raise ValueError(f"an aligned face crop is square; got {w}x{h}. Crop it with deblur.faces.face_crop "
+                             "or use DlibEmbedder(geometry='detect') for a whole photo")
+        b = self.BORDER * h // CROP_SIZE
+        bordered = np.ascontiguousarray(cv2.copyMakeBorder(u8, b, b, b, b, cv2.BORDER_REPLICATE))
+        x0, y0, x1, y1 = (int(round(v + b)) for v in face_rect(h))
+        points = [self._dlib.point(int(round(x + b)), int(round(y + b))) for x, y in landmarks_5(h)]
+        return bordered, self._dlib.full_object_detection(self._dlib.rectangle(x0, y0, x1, y1), points)
 
     def embed(self, img: np.ndarray) -> np.ndarray | None:
-        """128-d embedding of the (largest) face, or ``None`` if no face / alignment failed."""
-        u8 = to_uint8(img)
-        shape = self._shape_of(u8)
-        if shape is None:
-            return None
-        return np.asarray(self._resnet.compute_face_descriptor(u8, shape, self.jitter), dtype=np.float64)
+        """128-d embedding of the face (``"detect"``: ``None`` if HOG finds no face)."""
+        return self.embed_batch([img])[0]
 
     def embed_batch(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray | None]:
-        """Embed images one by one (dlib's CPU build gains nothing from batching here)."""
-        return [self.embed(img) for img in imgs]
+        """Embed several images; aligned crops go through dlib's batch descriptor call at once."""
+        if self.geometry == "crop":
+            if not len(imgs):
+                return []
+            pairs = [self._crop_input(img) for img in imgs]
+            shapes = []
+            for _, shape in pairs:
+                one = self._dlib.full_object_detections()
+                one.append(shape)
+                shapes.append(one)
+            out = self._resnet.compute_face_descriptor([p[0] for p in pairs], shapes, self.jitter)
+            return [np.asarray(v[0], dtype=np.float64) for v in out]
+        result: list[np.ndarray | None] = []
+        for img in imgs:
+            u8 = to_uint8(img)
+            shape = self._detected_shape(u8)
+            result.append(None if shape is None else
+                          np.asarray(self._resnet.compute_face_descriptor(u8, shape, self.jitter), dtype=np.float64))
+        return result
 
 
 FACENET_WEIGHTS = "20180402-114759-vggface2.pt"
 
 
 class FacenetEmbedder:
-    """facenet-pytorch InceptionResnetV1 (VGGFace2), 512-d, on a 160-px resize of an aligned face crop.
+    """facenet-pytorch InceptionResnetV1 (VGGFace2), 512-d, on the :data:`FACENET_BOX` region of an aligned crop.
 
     Raises:
         EmbedderUnavailable: when the VGGFace2 weights are neither cached nor downloadable.
@@ -169,23 +174,53 @@ class FacenetEmbedder:
         self.device = device
 
     def embed(self, img: np.ndarray) -> np.ndarray | None:
-        """512-d embedding of an aligned face crop (the whole image is the face)."""
+        """512-d embedding of an aligned face crop of :mod:`deblur.faces`."""
         return self.embed_batch([img])[0]
 
     def embed_batch(self, imgs: Sequence[np.ndarray]) -> list[np.ndarray | None]:
         """Embed a batch of aligned face crops in one forward pass."""
-        import cv2
-
         if not len(imgs):
             return []
-        x = np.stack([cv2.resize(as_image(i), (160, 160), interpolation=cv2.INTER_AREA) for i in imgs])
+        x = np.stack([_facenet_input(as_image(i)) for i in imgs])
         t = self._torch.from_numpy((x * 255.0 - 127.5) / 128.0).permute(0, 3, 1, 2).float().to(self.device)
         with self._torch.inference_mode():
             out = self._net(t).cpu().numpy().astype(np.float64)
         return list(out)
 
 
+# Where facenet-pytorch's own MTCNN box (its input convention: box, margin 0, resized to 160x160) lands in a
+# 128-px crop of deblur.faces: measured on astronaut (21,24)-(107,123) and Grace Hopper (23,22)-(103,136).
+# (Its VGGFace2 weights cannot be downloaded where this was written, so its agreement is not tested here.)
+FACENET_BOX = (22.0, 23.0, 105.0, 129.0)
+
+
+def _facenet_input(crop: np.ndarray) -> np.ndarray:
+    """The 160x160 input facenet expects, cut from an aligned crop at :data:`FACENET_BOX`."""
+    size = crop.shape[0]
+    border = size // 8
+    padded = cv2.copyMakeBorder(crop, border, border, border, border, cv2.BORDER_REPLICATE)
+    x0, y0, x1, y1 = (int(round(v * size / CROP_SIZE)) + border for v in FACENET_BOX)
+    return cv2.resize(padded[y0:y1, x0:x1], (160, 160), interpolation=cv2.INTER_AREA)
+
+
 EMBEDDERS = {"dlib": DlibEmbedder, "facenet": FacenetEmbedder}
+
+
+@dataclass(frozen=True)
+class PublishedThreshold:
+    """An embedder's published same-person operating point (L2) and where it is published."""
+
+    distance: float
+    source: str
+
+
+# Only operating points their authors publish. dlib's ResNet: faces of one person are closer than 0.6
+# (99.38% on LFW at that threshold; dlib's face_recognition example and model documentation).
+# facenet-pytorch publishes none for its VGGFace2 model.
+PUBLISHED_THRESHOLDS: dict[str, PublishedThreshold] = {
+    "dlib": PublishedThreshold(0.6, "dlib's published operating point for dlib_face_recognition_resnet_model_v1 "
+                                    "(same person below 0.6; 99.38% on LFW)"),
+}
 
 
 def get_embedder(name: str = "dlib", **kwargs) -> Embedder:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from deblur.degrade import as_image
 
@@ -32,8 +33,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
         a: reference image (the clean face).
         b: image to score, same shape.
     """
-    from skimage.metrics import peak_signal_noise_ratio
-
     a, b = _pair(a, b)
     if np.array_equal(a, b):
         return float("inf")
@@ -47,8 +46,6 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
         a: reference image (the clean face).
         b: image to score, same shape; both sides must be at least 7 px.
     """
-    from skimage.metrics import structural_similarity
-
     a, b = _pair(a, b)
     if min(a.shape[:2]) < 7:
         raise ValueError(f"SSIM needs images of at least 7x7 pixels, got {a.shape[:2]}")
@@ -57,7 +54,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def _lpips_backbone_present(net: str) -> bool:
     """Whether torchvision's pretrained backbone for ``net`` is already in the torch hub cache."""
-    import torch
+    import torch  # heavy (seconds): only when LPIPS is asked for
 
     names = {"alex": "alexnet-owt-", "vgg": "vgg16-", "squeeze": "squeezenet1_1-"}
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
@@ -86,8 +83,8 @@ def lpips_or_none(net: str = "alex") -> Callable[[np.ndarray, np.ndarray], float
     linear = Path(spec.origin).parent / "weights" / "v0.1" / f"{net}.pth"
     if not linear.is_file() or not _lpips_backbone_present(net):
         return None
-    import lpips
-    import torch
+    import lpips  # optional extra, found above
+    import torch  # heavy (seconds): only when LPIPS is asked for
 
     model = lpips.LPIPS(net=net, verbose=False).eval()
 

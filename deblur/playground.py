@@ -22,7 +22,7 @@ import pandas as pd
 
 from deblur import degrade as D
 from deblur.degrade import to_uint8
-from deblur.embed import get_embedder, l2_distance
+from deblur.embed import PUBLISHED_THRESHOLDS, get_embedder, l2_distance
 from deblur.faces import CROP_SIZE, FaceCrop, NoFaceError, crop_face, face_crop
 from deblur.io import ImageError, load_image
 from deblur.restore import WEIGHTS_DIR, restorer_names, restorers_for
@@ -37,7 +37,7 @@ MAX_SLOTS = 12  # upper bound on reconstruction panels the app lays out; the tab
 CAPTION = "AI reconstruction — may invent detail; not the real face"
 # dlib's own same-person threshold, calibrated on real photos (LFW). On generated faces it is too lenient
 # (see ASSETS.md), so the app calls it a rough guide, and the audit calibrates its own.
-IDENTITY_THRESHOLD = 0.6
+IDENTITY_THRESHOLD = PUBLISHED_THRESHOLDS["dlib"].distance  # dlib's published same-person L2
 EMBEDDER = "dlib"
 
 
@@ -124,8 +124,11 @@ class Prepared:
     note: str
 
 
-def prepare(img: np.ndarray, mode: str) -> Prepared:
+def prepare(img: np.ndarray, mode: str, whole_image_hint: bool = True) -> Prepared:
     """Cut the face crop (``mode="face"``) or shrink the whole image (``mode="whole"``).
+
+    Args:
+        whole_image_hint: suggest the 'Whole image' mode when no face is found (only where the tab has it).
 
     Raises:
         gr.Error: no face found in face-crop mode, or an unknown mode.
@@ -134,10 +137,8 @@ def prepare(img: np.ndarray, mode: str) -> Prepared:
         try:
             crop = face_crop(img, CROP_SIZE)
         except NoFaceError as exc:
-            raise gr.Error(
-                "No face found in this photo. Try a larger, frontal, well-lit face, or switch to "
-                "'Whole image' mode to process the photo without a face crop."
-            ) from exc
+            hint = " Or switch to 'Whole image' mode to process the photo without a face crop." * whole_image_hint
+            raise gr.Error(f"No face found in this photo: {exc}.{hint}") from exc
         scale = float(np.hypot(*crop.matrix[0, :2]))
         return Prepared(crop.image, crop,
                         f"Face detected and aligned into a {CROP_SIZE}×{CROP_SIZE} crop (scaled ×{scale:.2f}).")
@@ -292,11 +293,12 @@ def _summary(result: PlaygroundResult) -> str:
     return "\n\n".join(lines)
 
 
-def run_playground(path: str | None, mode: str, source: str, kind: str, strength: float) -> PlaygroundResult:
+def run_playground(path: str | np.ndarray | None, mode: str, source: str, kind: str,
+                   strength: float) -> PlaygroundResult:
     """One playground request, end to end.
 
     Args:
-        path: uploaded photo file.
+        path: uploaded photo file, or the photo already read (``HxWx3`` float32, as the app passes it).
         mode: ``"face"`` (detect + align a 128×128 crop) or ``"whole"`` (whole image, long side ≤ 512).
         source: ``"clean"`` (degrade it here, reference metrics available) or ``"degraded"`` (the upload is
             already blurred/pixelated; ``strength`` is the user's guess, given to non-blind restorers).
@@ -314,7 +316,11 @@ def run_playground(path: str | None, mode: str, source: str, kind: str, strength
         strength = check_strength(kind, strength)
     except ValueError as exc:
         raise gr.Error(str(exc)) from exc
-    prepared = prepare(read_upload(path), mode)
+    spec = D.STRENGTHS[kind]
+    if not spec.low <= strength <= spec.high:  # the offered range also bounds the work one request can ask for
+        raise gr.Error(f"{DEGRADATION_LABELS[kind]} takes {spec.name} from {spec.low:g} to {spec.high:g} here; "
+                       f"got {strength:g}.")
+    prepared = prepare(path if isinstance(path, np.ndarray) else read_upload(path), mode)
     if source == "clean":
         original = D.quantize(prepared.image)  # 8-bit, as shown and downloaded: metrics reproduce from the PNGs
         degraded = D.quantize(D.degrade(original, kind, strength))

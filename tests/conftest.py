@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 import pytest
+
+from bench.server import free_port
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -40,13 +41,6 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
     """The full app, launched once per test session on a free port with its own GRADIO_TEMP_DIR.
@@ -57,11 +51,12 @@ def app_server(tmp_path_factory):
     old = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
     import app
+    from ui.uploads import LAUNCH_OPTIONS
 
     demo = app.build_app()
     port = free_port()
     demo.queue(default_concurrency_limit=app.CONCURRENCY_LIMIT).launch(
-        prevent_thread_lock=True, server_port=port, quiet=True, show_error=True)
+        prevent_thread_lock=True, server_port=port, quiet=True, show_error=True, **LAUNCH_OPTIONS)
     try:
         yield f"http://127.0.0.1:{port}/", demo
     finally:

@@ -85,7 +85,8 @@ def test_uploaded_zip_is_audited_with_its_labels_then_deleted(private_tmp, tmp_p
     assert {"a", "b"} <= set(run.table["group"])
     assert "label" in set(run.table["label_source"])
     assert "your upload" in run.status
-    assert not list(private_tmp.glob("facedrift-upload-*")), "the uploaded faces must not outlive the request"
+    assert not list(private_tmp.rglob("upload")), "the uploaded faces must not outlive the request"
+    assert {"faces.csv", "groups.csv", "per_image.csv"} <= {p.name for p in run.files}  # offered for download
 
 
 def test_upload_is_refused_on_spaces_and_unsafe_zips_are_rejected(private_tmp, tmp_path):
@@ -95,7 +96,7 @@ def test_upload_is_refused_on_spaces_and_unsafe_zips_are_rejected(private_tmp, t
     with pytest.raises(gr.Error, match="unsafe path"):
         H.run_audit_request(**TINY, data_zip=str(archive), labels_csv=str(labels))
     assert not (tmp_path.parent / "escape.txt").exists()
-    assert not list(private_tmp.glob("facedrift-upload-*"))
+    assert not list(private_tmp.rglob("upload"))
     not_zip = tmp_path / "data.zip"
     not_zip.write_text("not a zip")
     with pytest.raises(gr.Error, match="not a readable .zip"):

@@ -44,7 +44,8 @@ def test_strength_range_endpoint(client):
     for kind, spec in D.STRENGTHS.items():
         update = client.predict(kind, "clean", api_name="/strength_range")
         assert (update["minimum"], update["maximum"], update["step"]) == (spec.low, spec.high, spec.step)
-    # the range applies to the session: motion 15 is out of the Gaussian slider's range, in motion's
+    # /strength_range (what the page calls when a degradation is picked) narrows this session's slider to that
+    # kind's range; a fresh session takes every kind's range (tests/test_errors.py) and the handler checks it
     client.predict("gaussian", "clean", api_name="/strength_range")
     with pytest.raises(Exception, match="greater than maximum"):
         client.predict(handle_file(str(FACE)), "face", "clean", "motion", 15, api_name="/playground")

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,61 @@ def test_imports_only_go_downward(lower, upper):
     offenders = sorted(name for name, path in our_modules().items() if name.split(".")[0] == lower
                        and any(n.split(".")[0] == upper for n in imported_names(path, name)))
     assert not offenders, f"{lower} must not import {upper}: {offenders}"
+
+
+def lazy_imports_without_reason(path: Path) -> list[int]:
+    """Lines of imports inside functions (or classes) with no comment on that line or the line above.
+
+    ``if TYPE_CHECKING:`` imports are annotations only and count as module level.
+    """
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    tree = ast.parse(text, filename=str(path))
+    def is_import(line: str) -> bool:
+        return line.lstrip().startswith(("import ", "from "))
+
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for inner in ast.walk(node):
+            if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                k = inner.lineno - 1  # a comment on any import of a block of imports, or just above it, covers it
+                while k > 0 and is_import(lines[k - 1]) and "#" not in lines[k]:
+                    k -= 1
+                if "#" not in lines[k] and not (k > 0 and lines[k - 1].strip().startswith("#")):
+                    found.append(inner.lineno)
+    return sorted(set(found))
+
+
+def test_the_lazy_import_checker(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("import os\n\ndef f():\n    import json\n    x = 1\n    import torch  # heavy\n    import cv2\n"
+                   "    # optional extra\n    import lpips\n")
+    assert lazy_imports_without_reason(src) == [4]
+
+
+# Modules whose lazy imports their owners are still reviewing (issue 12): module -> owner. The test below fails
+# when one of them is clean, so that its entry is removed here and it stays clean.
+PENDING_LAZY_IMPORTS = {
+    "app": "arch-ui", "audit.app_handlers": "arch-ui", "audit.safety_handlers": "arch-ui",
+    "deblur.playground": "arch-ui", "deblur.embed": "lead",
+}
+
+
+def test_imports_are_at_the_top_unless_a_comment_says_why():
+    modules = our_modules()
+    offenders = {name: lines for name, path in modules.items() if (lines := lazy_imports_without_reason(path))}
+    new = {name: lines for name, lines in offenders.items() if name not in PENDING_LAZY_IMPORTS}
+    assert not new, f"imports inside functions without a stated reason (module: lines): {new}"
+    cleaned = sorted(name for name in PENDING_LAZY_IMPORTS if name not in offenders)
+    assert not cleaned, f"{cleaned} no longer have unexplained lazy imports: remove them from PENDING_LAZY_IMPORTS"
+
+
+def test_console_scripts_resolve():
+    """Every ``[project.scripts]`` entry of pyproject.toml names a callable that exists."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for name, target in scripts.items():
+        module, _, attr = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr, None)), f"{name} = {target!r} is not callable"

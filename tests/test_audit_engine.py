@@ -65,7 +65,8 @@ def test_identical_images_give_similarity_one_and_zero_drift(cleans, gallery, em
     assert oracle["drift"] < 0  # restoring the exact original moves identity back towards clean
     assert none["drift"] == pytest.approx(0.0, abs=1e-9)  # restored == degraded: zero drift
     assert none["dist_restored_degraded"] == pytest.approx(0.0, abs=1e-9)
-    assert none["embedder"] == "dlib-resnet-v1" and none["threshold"] == gallery.threshold.distance
+    assert none["embedder"] == embedder.name == "dlib-resnet-v1-crop5"
+    assert none["threshold"] == gallery.threshold.distance
 
 
 def test_strong_degradation_lowers_similarity(cleans, gallery, embedder):

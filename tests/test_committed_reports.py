@@ -16,6 +16,7 @@ import pandas as pd
 
 from audit import report
 from audit.safety import dataset
+from deblur.train import release
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -46,3 +47,15 @@ def test_safety_example_groups_reproduce():
     committed = pd.read_csv(src / "safety_groups.csv")
     assert_same_table(pd.read_csv(io.StringIO(got.to_csv(index=False))), committed)
 
+
+
+def test_model_cards_and_results_table_reproduce_from_the_manifest(tmp_path):
+    """``python -m deblur.train --ship`` writes the committed cards and RESULTS.md from the manifest entries."""
+    weights = RESULTS.parent / "weights"
+    models = json.loads((weights / "manifest.json").read_text())["models"]
+    (tmp_path / "sweep").mkdir()
+    shutil.copy(weights / "sweep" / "pix_ae_sweep.csv", tmp_path / "sweep")  # the pix_ae card cites the sweep
+    for name, entry in models.items():
+        written = release.write_card(name, entry, tmp_path / "cards")
+        assert written.read_text() == (weights / "cards" / f"{name}.md").read_text(), name
+    assert release.results_table(models) == (weights / "RESULTS.md").read_text()

@@ -120,7 +120,7 @@ def test_estimated_strength_restorer_is_blind_and_close_to_told(face):
 
 
 def test_evaluate_on_a_folder_of_photos(tmp_path, face, real):
-    from deblur import evaluate
+    from deblur.train import evaluate
 
     photos = tmp_path / "photos"
     photos.mkdir()

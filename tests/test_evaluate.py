@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from deblur import evaluate, metrics
+from deblur import metrics
 from deblur.strengths import EVAL_GRID, parse_strengths
+from deblur.train import evaluate
 
 
 def test_psnr_ssim_identical_and_different(rng):

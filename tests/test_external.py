@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 from conftest import free_port
 
-from deblur.external import (
+from deblur.restore import (
     ExternalRestorer,
     RestoreFailure,
     close_restorers,
     external_restorers,
     parse_external,
     restore_outcomes,
-    to_output_image,
 )
-from deblur.external.call import Runner
+from deblur.restore.external import to_output_image
+from deblur.restore.external.call import Runner
 
 MODULE = textwrap.dedent('''
     """Restorers a user might bring: some good, some broken."""
@@ -396,7 +396,7 @@ def test_restore_batch_raises_the_failure(gradio_app):
 
 
 def test_evaluate_cli_external(user_module, tmp_path):
-    from deblur.evaluate import main
+    from deblur.train.evaluate import main
 
     out = tmp_path / "eval"
     assert main(["--out", str(out), "--n", "3", "--faces-n", "64", "--no-identity", "--strengths", "gaussian=3",
@@ -409,3 +409,35 @@ def test_evaluate_cli_external(user_module, tmp_path):
     assert "`boom` (3 failed: error:exception=3)" in (out / "eval.md").read_text()
     with pytest.raises(SystemExit):
         main(["--out", str(out), "--n", "1", "--external", "x=no_such_module_here:fn"])
+
+
+def test_app_field_takes_apps_and_spaces_only():
+    from deblur.restore.external.spec import app_specs
+
+    assert app_specs("") == []
+    assert app_specs(" http://127.0.0.1:7860/#/predict \n\nmine=owner/space#/run?nonblind") == [
+        "external=http://127.0.0.1:7860/#/predict", "mine=owner/space#/run?nonblind"]
+    assert app_specs("https://host/app?x=1#/p") == ["external=https://host/app?x=1#/p"]
+    for text in ("pkg.mod:fn", "x=pkg.mod:fn?nonblind"):
+        with pytest.raises(ValueError, match="command line"):
+            app_specs(text)
+    with pytest.raises(ValueError, match="#/predict"):
+        app_specs("http://127.0.0.1:7860/")
+
+
+def test_safety_sweep_attacks_with_external_restorers(user_module, small_faces):
+    from audit import safety
+    from audit.safety.__main__ import main as safety_main
+    from deblur.embed import get_embedder
+
+    embedder = get_embedder("dlib")
+    gallery = safety.gallery_from_faces(small_faces, embedder, n=12)
+    extra = external_restorers(["mine=user_restorers:upscale", "boom=user_restorers:boom"], ["gaussian"])
+    res = safety.sweep_face(small_faces.image(1), gallery=gallery, embedder=embedder, degradations=["gaussian"],
+                            strengths={"gaussian": (2, 6)}, require_face=False, extra_restorers=extra)
+    rows = res.table.set_index("restorer")
+    assert set(rows.loc["mine", "family"]) == {"external"} and set(rows.loc["mine", "status"]) == {"ok"}
+    assert rows.loc["mine", "distance"].notna().all()  # the external output was embedded and matched
+    assert all(str(s).startswith("error") for s in rows.loc["boom", "status"])
+    with pytest.raises(SystemExit):  # the CLI refuses a spec it cannot import, before any work
+        safety_main(["--image", "examples/astronaut.png", "--external", "x=no_such_module_here:fn"])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit.data import loaders
+from audit.data import files, loaders
 from audit.data.fairface import age_name
 from audit.data.labelled import LabelledFaces, iter_images
 from audit.data.loaders import (
@@ -48,7 +48,7 @@ def test_celeba_filters_groups_and_partition(tmp_path):
     assert list(faces.frame["id"]) == ["000001.jpg", "000004.jpg", "000005.jpg", "000006.jpg", "000007.jpg"]
     reasons = dict(zip(faces.skipped["id"], faces.skipped["reason"], strict=True))
     assert reasons == {"000002.jpg": "filtered: Eyeglasses", "000003.jpg": "filtered: Blurry",
-                       "000008.jpg": loaders.MISSING}
+                       "000008.jpg": files.MISSING}
     gender = dict(zip(faces.frame["id"], faces.frame["gender"], strict=True))
     assert gender["000001.jpg"] == "male" and gender["000005.jpg"] == "female"
     assert set(faces.frame["age"]) == {"young", "not young"}
@@ -61,7 +61,7 @@ def test_celeba_bad_lines_split_and_unknown_attribute(tmp_path):
     write_celeba(tmp_path, n=6, bad_lines=True)
     faces = load_celeba(tmp_path)
     assert faces.skip_counts().keys() >= {"filtered: Eyeglasses", "filtered: Blurry"}
-    assert sum(r.startswith(loaders.BAD_LABEL) for r in faces.skipped["reason"]) == 2
+    assert sum(r.startswith(files.BAD_LABEL) for r in faces.skipped["reason"]) == 2
     assert list(load_celeba(tmp_path, split="test").frame["id"]) == ["000006.jpg"]
     with pytest.raises(ValueError, match="not in"):
         load_celeba(tmp_path, groups=("Gender",))
@@ -111,7 +111,7 @@ def test_fairface_csv(tmp_path):
     assert faces.group_columns == ["race", "gender", "age"]
     assert len(faces) == 5
     assert faces.frame.set_index("id").loc["val/5.jpg", "age"] == "more than 70"
-    assert faces.skip_counts() == {loaders.MISSING: 1, loaders.OUTSIDE: 1, f"{loaders.BAD_LABEL} (age 'twenty')": 1}
+    assert faces.skip_counts() == {files.MISSING: 1, files.OUTSIDE: 1, f"{files.BAD_LABEL} (age 'twenty')": 1}
     assert any("CC BY 4.0" in n for n in faces.notes) and any("annotator" in n for n in faces.notes)
 
 
@@ -129,7 +129,7 @@ def test_utkface_names(tmp_path):
     _inside(faces)
     assert sorted(faces.frame["id"]) == sorted(UTK_GOOD)
     assert sorted(faces.skipped["id"]) == sorted(UTK_MALFORMED)
-    assert all(r.startswith(loaders.BAD_LABEL) for r in faces.skipped["reason"])
+    assert all(r.startswith(files.BAD_LABEL) for r in faces.skipped["reason"])
     row = faces.frame.set_index("id").loc["61_1_1_20170109142408075.jpg.chip.jpg"]
     assert (row["gender"], row["race"], row["age"], row["age_years"]) == ("female", "Black", "60-69", 61)
     assert faces.frame.set_index("id").loc["1_0_2_20161219140623097.jpg.chip.jpg", "age"] == "0-2"
@@ -152,8 +152,8 @@ def test_folder_csv_traps(tmp_path):
     assert list(faces.frame["id"]) == ["a.png", "sub/b.jpg", "c.JPG", "fake.jpg"]
     assert list(faces.frame["age"]) == ["20-29", "unknown", "30-39", "40-49"]
     assert list(faces.frame["gender"]) == ["female", "male", "unknown", "female"]
-    assert faces.skip_counts() == {loaders.OUTSIDE: 3, loaders.DUPLICATE: 2, loaders.NOT_IMAGE_EXT: 1,
-                                   loaders.MISSING: 1}
+    assert faces.skip_counts() == {files.OUTSIDE: 3, files.DUPLICATE: 2, files.NOT_IMAGE_EXT: 1,
+                                   files.MISSING: 1}
     assert not any("secret" in p for p in faces.frame["path"])
 
 
@@ -243,3 +243,23 @@ def test_group_counts(tmp_path):
     write_fairface_csv(tmp_path)
     counts = load_fairface(tmp_path, groups=("gender",)).group_counts()
     assert dict(zip(counts["gender"], counts["n"], strict=True)) == {"Female": 2, "Male": 3}
+
+
+# ---- The one reader of --data (audit engine and safety CLI) ---------------------------------------------------------
+
+
+def test_face_source_and_face_items_read_a_folder_the_same_way(tmp_path):
+    from audit.data import face_items, face_source
+
+    root = tmp_path / "data"
+    labels = write_folder(root, tmp_path / "outside")
+    meta, items, total = face_source(str(root), labels=str(labels), n=10)
+    items = list(items)
+    assert total == len(items) == 4 and meta["group_columns"] == ["gender", "age"]
+    assert {s["reason"] for s in meta["skipped"]} >= {files.OUTSIDE, files.DUPLICATE, files.MISSING}
+    unreadable = [i for i in items if i[3] is not None]
+    assert [i[0] for i in unreadable] == ["fake.jpg"] and unreadable[0][1] is None
+    kept = face_items(str(root), labels=str(labels), n=10)  # what python -m audit.safety --data sweeps
+    assert [k[0] for k in kept] == [i[0] for i in items if i[3] is None]
+    assert all(img.shape[2] == 3 for _, img, _ in kept) and kept[0][2] == {"gender": "female", "age": "20-29"}
+    assert [k[0] for k in face_items(str(root), labels=str(labels), n=2)] == [i[0] for i in items[:2]]

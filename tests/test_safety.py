@@ -178,7 +178,10 @@ def test_pixelate_noise_is_seeded(face):
 
 
 def test_png_has_no_metadata_and_matches(blur_sweep):
-    data = blur_sweep.png("pixelate")
+    # the kind with a safe strength in this small gallery (with the round-two crop geometry, identity survives
+    # pixel blocks of 16 for this face: rank-1 among 25 faces after the U-Net)
+    kind = next(k for k, rec in blur_sweep.recommendations.items() if rec.strength is not None)
+    data = blur_sweep.png(kind)
     assert data is not None
     chunks = png_chunks(data)
     assert set(chunks) <= {"IHDR", "IDAT", "IEND"}, chunks
@@ -187,7 +190,7 @@ def test_png_has_no_metadata_and_matches(blur_sweep):
     with Image.open(io.BytesIO(data)) as im:
         assert not im.info.get("exif") and not im.getexif()
         decoded = np.asarray(im.convert("RGB"), np.float32) / 255.0
-    assert np.array_equal(decoded, blur_sweep.obscured("pixelate"))
+    assert np.array_equal(decoded, blur_sweep.obscured(kind))
 
 
 def test_tidy_table_and_figure(blur_sweep):
@@ -230,19 +233,34 @@ def test_dataset_mode_per_group(small_faces, gallery, embedder, tmp_path):
     assert pd.read_csv(tmp_path / "safety_per_image.csv")["image_id"].tolist() == ds.per_face["image_id"].tolist()
 
 
-def test_default_gallery_uses_the_embedders_registry_key(small_faces, gallery, embedder, monkeypatch):
-    """Without a gallery, both modes build the built-in one for the same embedder (regression: report name)."""
-    from deblur.embed import get_embedder
+def test_without_a_gallery_a_real_photo_is_judged_by_the_threshold_alone(embedder):
+    """A real face in a gallery of generated faces is always nearest its own original (rank-1 trivially
+    true: every strength "unsafe", even pixel blocks of 16). Without a gallery of faces like it, the verdict
+    is the embedder's published threshold and rank-1 is not measured."""
+    from skimage import data as skdata
 
-    asked = []
-    fake = lambda key, *a, **k: asked.append(get_embedder(key).name) or gallery  # noqa: E731
-    monkeypatch.setattr(safety.dataset, "builtin_gallery", fake)  # where each mode looks it up
-    monkeypatch.setattr(safety.sweep, "builtin_gallery", fake)
-    faces = [(small_faces.ids[0], small_faces.image(0), {})]
-    safety.sweep_dataset(faces, embedder=embedder, degradations=["pixelate"], strengths={"pixelate": (4,)}, n_boot=10)
-    safety.sweep_face(small_faces.image(1), embedder=embedder, degradations=["pixelate"],
-                      strengths={"pixelate": (4,)}, require_face=False)
-    assert asked == [embedder.name, embedder.name]
+    from deblur.faces import face_crop
+
+    crop = face_crop(skdata.astronaut()).image
+    from deblur.restore import restorers_for
+
+    none = {"pixelate": {"none": restorers_for("pixelate")["none"]}}
+    res = safety.sweep_face(crop, embedder=embedder, degradations=["pixelate"], strengths={"pixelate": (1, 16)},
+                            restorers=none, require_face=False)
+    assert not res.settings["rank1_measured"] and "threshold alone" in res.settings["gallery"]
+    assert res.threshold.distance == 0.6 and "published" in res.threshold.source
+    assert not res.table["rank1"].any()
+    by_strength = res.table.set_index("strength")["reidentified"]
+    assert by_strength[1.0] and not by_strength[16.0]  # untouched: re-identified; blocks of 16: not
+    assert res.recommendations["pixelate"].strength == 16
+
+
+def test_dataset_without_a_gallery_uses_its_own_faces(small_faces, embedder):
+    faces = [(small_faces.ids[k], small_faces.image(k), {}) for k in range(3)]
+    ds = safety.sweep_dataset(faces, embedder=embedder, degradations=["pixelate"], strengths={"pixelate": (4,)},
+                              n_boot=10, crop="whole")
+    assert ds.settings["gallery_size"] == 3
+    assert "published" in ds.settings["threshold_source"]  # 3 impostor pairs: too few to calibrate FMR 1%
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -250,12 +268,9 @@ def test_default_gallery_uses_the_embedders_registry_key(small_faces, gallery, e
 
 
 @pytest.fixture
-def safety_server(app_server, gallery, monkeypatch):
-    """The shared app server, its safety handler pointed at the small test gallery for this test."""
+def safety_server(app_server):
+    """The shared app server (an upload is judged by the threshold alone: no gallery is involved)."""
     pytest.importorskip("gradio_client")
-    from audit import safety_handlers
-
-    monkeypatch.setattr(safety_handlers, "attacker_gallery", lambda: gallery)
     return app_server[0]
 
 

@@ -8,7 +8,8 @@ import torch
 
 from deblur import degrade
 from deblur.restore import LearnedRestorer, load_checkpoint
-from deblur.train import TrainConfig, _parse, checkerboard_report, make_pairs, train
+from deblur.train import TrainConfig, checkerboard_report, make_pairs, train
+from deblur.train.__main__ import parse_config
 
 
 def test_tiny_training_run_writes_a_reloadable_checkpoint(tmp_path, small_faces):
@@ -58,6 +59,6 @@ def test_bad_config_raises():
 
 
 def test_cli_defaults_to_the_offered_range():
-    cfg = _parse(["--model", "resunet", "--degradation", "motion", "--minutes", "1"])
+    cfg = parse_config(["--model", "resunet", "--degradation", "motion", "--minutes", "1"])
     spec = degrade.STRENGTHS["motion"]
     assert cfg.strengths == (spec.low, spec.high) and cfg.out == "weights/resunet-motion.pt"

@@ -1,6 +1,7 @@
 """The data sets the audit reads, with public helpers only.
 
 - :mod:`audit.data.labelled`: :class:`LabelledFaces` (what every loader returns) and :func:`iter_images`.
+- :mod:`audit.data.files`: safe reading of a data folder (paths kept inside it, label CSVs, skip reasons).
 - :mod:`audit.data.loaders`: CelebA, FairFace (CSV release), UTKFace, a folder + CSV; :func:`load_dataset`.
 - :mod:`audit.data.fairface`: FairFace's validation split from the Hugging Face Hub, cached and verified.
 - :mod:`audit.data.source`: :func:`face_source`, the one reader of ``--data`` the engine and the safety CLI share.

@@ -13,16 +13,24 @@ the sense that annotators (or the people photographed, for none of these sets) g
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from audit.data.fairface import AGE_NAMES, FAIRFACE_NOTES, age_name, fairface_faces
+from audit.data.files import (
+    BAD_LABEL,
+    IMAGE_EXTENSIONS,
+    UNKNOWN,
+    data_root,
+    image_files,
+    labels_frame,
+    read_csv,
+    split_rows,
+)
 from audit.data.labelled import LabelledFaces, skips_frame
 from deblur.faces import haar_has_face
 from deblur.io import ImageError, load_image
@@ -30,92 +38,7 @@ from deblur.io import ImageError, load_image
 __all__ = ["FORMATS", "IMAGE_EXTENSIONS", "detect_format", "load_celeba", "load_dataset", "load_fairface",
            "load_folder", "load_utkface"]
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 FORMATS = ("folder", "celeba", "fairface", "utkface")
-UNKNOWN = "unknown"
-
-# Skip reasons, shared by all loaders so reports can count them.
-OUTSIDE = "outside data folder"
-MISSING = "missing file"
-NOT_IMAGE_EXT = "not an image extension"
-BAD_LABEL = "bad label"
-DUPLICATE = "duplicate path"
-
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Paths
-
-
-def _root(root: str | os.PathLike) -> Path:
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"data folder not found: {path}. Pass the folder that holds the images.")
-    return path.resolve()
-
-
-def _check_path(root: Path, relative: str) -> tuple[Path | None, str | None]:
-    """Resolve ``relative`` against ``root``: ``(path, None)`` if usable, else ``(None, reason)``."""
-    relative = relative.strip()
-    if not relative:
-        return None, MISSING
-    path = (root / relative).resolve()  # resolves '..' and symlinks: a link out of root is caught below
-    if not path.is_relative_to(root):
-        return None, OUTSIDE
-    if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        return None, NOT_IMAGE_EXT
-    if not path.is_file():
-        return None, MISSING
-    return path, None
-
-
-def _image_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-
-
-def _split_rows(root: Path, rows: list[dict], relative_key: str = "path") -> tuple[list[dict], list[dict]]:
-    """Resolve each row's relative path; rows that fail go to the skipped list with a reason."""
-    kept, skipped, seen = [], [], set()
-    for row in rows:
-        relative = str(row[relative_key])
-        path, reason = _check_path(root, relative)
-        if reason is None and str(path) in seen:
-            reason = DUPLICATE
-        if reason is not None:
-            skipped.append({"id": str(row.get("id", relative)), "path": relative, "reason": reason})
-            continue
-        seen.add(str(path))
-        kept.append({**row, "path": str(path)})
-    return kept, skipped
-
-
-def _frame(rows: list[dict], group_columns: Sequence[str], extra: Sequence[str] = ()) -> pd.DataFrame:
-    columns = ["id", "path", *group_columns, *extra]
-    frame = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-    for column in group_columns:
-        frame[column] = frame[column].map(_clean_label)
-    return frame.reset_index(drop=True)
-
-
-def _clean_label(value: object) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return UNKNOWN
-    text = str(value).strip()
-    return text if text else UNKNOWN
-
-
-def _read_csv(path: Path, what: str) -> pd.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as exc:
-        raise ValueError(f"could not read {what} {path}: {exc}. Save it as UTF-8, comma-separated text with a header "
-                         f"row.") from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Generic folder + CSV
 
@@ -134,15 +57,17 @@ def load_folder(root: str | os.PathLike, labels_csv: str | os.PathLike | None = 
         FileNotFoundError: if ``root`` or the CSV does not exist.
         ValueError: if the CSV cannot be parsed, has no ``path`` column, or a named group column is missing.
     """
-    root_path = _root(root)
+    root_path = data_root(root)
     if labels_csv is None:
-        rows = [{"id": str(p.relative_to(root_path)), "path": str(p)} for p in _image_files(root_path)]
-        return LabelledFaces(_frame(rows, []), [], root=root_path, source="folder",
+        # Same checks as rows of a CSV: a link (file or folder) that resolves outside root is a counted skip.
+        relative = [str(p.relative_to(root_path)) for p in image_files(root_path)]
+        kept, skipped = split_rows(root_path, [{"id": r, "path": r} for r in relative])
+        return LabelledFaces(labels_frame(kept, []), [], root=root_path, skipped=skips_frame(skipped), source="folder",
                              notes=["No labels CSV: all images in the folder, no groups."])
     csv_path = Path(labels_csv).expanduser()
     if not csv_path.is_absolute() and not csv_path.exists():
         csv_path = root_path / csv_path
-    table = _read_csv(csv_path, "labels CSV")
+    table = read_csv(csv_path, "labels CSV")
     by_lower = {c.lower(): c for c in table.columns}
     if "path" not in by_lower:
         raise ValueError(f"labels CSV {csv_path} has columns {list(table.columns)} but needs a 'path' column with each "
@@ -163,11 +88,11 @@ def load_folder(root: str | os.PathLike, labels_csv: str | os.PathLike | None = 
     elif table["id"].duplicated().any():
         dupes = table.loc[table["id"].duplicated(), "id"].head(3).tolist()
         raise ValueError(f"the 'id' column of {csv_path} repeats ids (e.g. {dupes}); make them unique or drop it")
-    kept, skipped = _split_rows(root_path, table.to_dict("records"))
+    kept, skipped = split_rows(root_path, table.to_dict("records"))
     extra = [c for c in others if c not in groups]
     notes = [f"Groups from the columns {groups} of {csv_path.name}; their meaning and accuracy are the data owner's."]
-    return LabelledFaces(_frame(kept, groups, extra), groups, root=root_path, skipped=skips_frame(skipped), notes=notes,
-                         source="folder", meta={"labels_csv": str(csv_path)})
+    return LabelledFaces(labels_frame(kept, groups, extra), groups, root=root_path, skipped=skips_frame(skipped),
+                         notes=notes, source="folder", meta={"labels_csv": str(csv_path)})
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -215,7 +140,7 @@ def _read_celeba_attributes(root: Path) -> tuple[list[str], list[tuple[str, list
                 "listed_count": len(rows) + len(bad)}
         return names, rows, bad, meta
     if kaggle.is_file():
-        table = _read_csv(kaggle, "CelebA attribute CSV")
+        table = read_csv(kaggle, "CelebA attribute CSV")
         names = [c for c in table.columns if c != "image_id"]
         return names, [(r[0], list(r[1:])) for r in table[["image_id", *names]].itertuples(index=False)], bad, \
             {"declared_count": None, "attr_file": str(kaggle)}
@@ -240,7 +165,7 @@ def load_celeba(root: str | os.PathLike, groups: Sequence[str] = ("Male", "Young
         split: keep only ``"train"``, ``"val"`` or ``"test"`` (needs list_eval_partition.txt).
         has_face: the face test used when ``detect`` (default :func:`deblur.faces.haar_has_face`).
     """
-    root_path = _root(root)
+    root_path = data_root(root)
     images_dir = _celeba_images_dir(root_path)
     names, rows, skipped, meta = _read_celeba_attributes(root_path)
     unknown = [a for a in (*CELEBA_FILTERS, *groups) if a not in names]
@@ -276,7 +201,7 @@ def load_celeba(root: str | os.PathLike, groups: Sequence[str] = ("Male", "Young
             if split is not None and row["split"] != split:
                 continue
         candidates.append(row)
-    kept, bad_paths = _split_rows(root_path, candidates)
+    kept, bad_paths = split_rows(root_path, candidates)
     skipped.extend(bad_paths)
     if detect:
         if has_face is None:
@@ -304,7 +229,7 @@ def load_celeba(root: str | os.PathLike, groups: Sequence[str] = ("Male", "Young
         notes.append(f"{meta['attr_file']} declares {meta['declared_count']} images but lists {meta['listed_count']}.")
     meta.update(filters=filters, partition=bool(partition))
     extra = ["split"] if partition else []
-    return LabelledFaces(_frame(kept, group_columns, extra), group_columns, root=root_path,
+    return LabelledFaces(labels_frame(kept, group_columns, extra), group_columns, root=root_path,
                          skipped=skips_frame(skipped), notes=notes, source="celeba", meta=meta)
 
 
@@ -333,11 +258,11 @@ def load_fairface(root: str | os.PathLike, csv: str | os.PathLike | None = None,
         csv: label CSV (default ``fairface_label_val.csv``, else ``fairface_label_train.csv`` in ``root``).
         groups: label columns that become group columns.
     """
-    root_path = _root(root)
+    root_path = data_root(root)
     csv_path = _find_fairface_csv(root_path) if csv is None else Path(csv).expanduser()
     if not csv_path.is_absolute() and not csv_path.exists():
         csv_path = root_path / csv_path
-    table = _read_csv(csv_path, "FairFace label CSV")
+    table = read_csv(csv_path, "FairFace label CSV")
     missing = [c for c in (*_FAIRFACE_COLUMNS, *groups) if c not in table.columns]
     if missing:
         raise ValueError(f"{csv_path} lacks FairFace columns {missing}; it has {list(table.columns)}. Expected "
@@ -350,9 +275,9 @@ def load_fairface(root: str | os.PathLike, csv: str | os.PathLike | None = None,
             skipped.append({"id": row["id"], "path": row["path"], "reason": f"{BAD_LABEL} (age {row['age']!r})"})
             continue
         rows.append(row)
-    kept, bad_paths = _split_rows(root_path, rows)
+    kept, bad_paths = split_rows(root_path, rows)
     extra = [c for c in ("age", "gender", "race", "service_test") if c not in groups and c in table.columns]
-    return LabelledFaces(_frame(kept, list(groups), extra), list(groups), root=root_path,
+    return LabelledFaces(labels_frame(kept, list(groups), extra), list(groups), root=root_path,
                          skipped=skips_frame(skipped + bad_paths), notes=list(FAIRFACE_NOTES), source="fairface",
                          meta={"labels_csv": str(csv_path)})
 
@@ -373,9 +298,9 @@ def load_utkface(root: str | os.PathLike) -> LabelledFaces:
     like FairFace (``age`` column) and kept in years (``age_years``). Images anywhere under ``root``; names
     that do not parse (a few real UTKFace files lack a field) are skipped as bad labels.
     """
-    root_path = _root(root)
+    root_path = data_root(root)
     rows, skipped = [], []
-    for path in _image_files(root_path):
+    for path in image_files(root_path):
         relative = str(path.relative_to(root_path))
         match = _UTK_NAME.match(path.name)
         reason = None
@@ -390,13 +315,13 @@ def load_utkface(root: str | os.PathLike) -> LabelledFaces:
             continue
         rows.append({"id": relative, "path": relative, "gender": UTK_GENDERS[gender], "race": UTK_RACES[race],
                      "age": age_name(age), "age_years": age})
-    kept, bad_paths = _split_rows(root_path, rows)
+    kept, bad_paths = split_rows(root_path, rows)
     notes = ["UTKFace (Zhang, Song & Qi, CVPR 2017): non-commercial research only, "
              "https://susanqq.github.io/UTKFace/",
              "UTKFace labels were estimated by an algorithm and checked by annotators; 'Others' lumps Hispanic, "
              "Latino, Middle Eastern and more."]
     groups = ["race", "gender", "age"]
-    return LabelledFaces(_frame(kept, groups, ["age_years"]), groups, root=root_path,
+    return LabelledFaces(labels_frame(kept, groups, ["age_years"]), groups, root=root_path,
                          skipped=skips_frame(skipped + bad_paths), notes=notes, source="utkface")
 
 
@@ -406,16 +331,16 @@ def load_utkface(root: str | os.PathLike) -> LabelledFaces:
 
 def detect_format(root: str | os.PathLike, labels: str | os.PathLike | None = None) -> str:
     """Guess a data folder's format from its files (see :data:`FORMATS`)."""
-    root_path = _root(root)
+    root_path = data_root(root)
     if labels is not None:
         csv_path = Path(labels) if Path(labels).is_absolute() or Path(labels).exists() else root_path / labels
-        columns = set(_read_csv(csv_path, "labels CSV").columns)
+        columns = set(read_csv(csv_path, "labels CSV").columns)
         return "fairface" if set(_FAIRFACE_COLUMNS) <= columns and "path" not in columns else "folder"
     if (root_path / "list_attr_celeba.txt").is_file() or (root_path / "list_attr_celeba.csv").is_file():
         return "celeba"
     if any(root_path.glob("fairface_label_*.csv")):
         return "fairface"
-    names = [p.name for p in _image_files(root_path)[:200]]
+    names = [p.name for p in image_files(root_path)[:200]]
     if names and sum(bool(_UTK_NAME.match(n)) for n in names) >= 0.8 * len(names):
         return "utkface"
     return "folder"

@@ -35,21 +35,28 @@ Command line (see ``docs/SAFETY.md``)::
 
 from audit.safety.dataset import DatasetSafety, sweep_dataset
 from audit.safety.figures import figure, group_figures
-from audit.safety.gallery import DUPLICATE_DISTANCE, builtin_gallery, gallery_from_faces, with_query
+from audit.safety.gallery import (
+                                  DUPLICATE_DISTANCE,
+                                  builtin_gallery,
+                                  gallery_from_faces,
+                                  gallery_from_folder,
+                                  with_query,
+)
 from audit.safety.obscure import KINDS, NONINVERTIBLE, check_kind, obscure
 from audit.safety.sweep import (
-           LOWER_BOUND_NOTE,
-           SLOW_RESTORERS,
-           STRENGTH_LABELS,
-           Recommendation,
-           SweepResult,
-           default_restorers,
-           recommend,
-           resolve_grid,
-           sweep_face,
+                                  LOWER_BOUND_NOTE,
+                                  SLOW_RESTORERS,
+                                  STRENGTH_LABELS,
+                                  Recommendation,
+                                  SweepResult,
+                                  default_restorers,
+                                  recommend,
+                                  resolve_grid,
+                                  sweep_face,
 )
 
 __all__ = ["DUPLICATE_DISTANCE", "KINDS", "LOWER_BOUND_NOTE", "NONINVERTIBLE",
            "SLOW_RESTORERS", "STRENGTH_LABELS", "DatasetSafety", "Recommendation", "SweepResult", "builtin_gallery",
+           "gallery_from_folder",
            "check_kind", "default_restorers", "figure", "gallery_from_faces", "group_figures", "obscure",
            "recommend", "resolve_grid", "sweep_dataset", "sweep_face", "with_query"]

@@ -11,9 +11,12 @@ from audit import safety
 from audit.data import face_items
 from audit.engine import to_crop
 from audit.parallel import add_engine_arguments, engine_from_args
-from audit.safety import KINDS, figure, sweep_dataset, sweep_face
+from audit.safety import KINDS, builtin_gallery, figure, gallery_from_folder, sweep_dataset, sweep_face
 from deblur.degrade import DEGRADATIONS
+from deblur.embed import get_embedder
 from deblur.io import load_image
+from deblur.restore import close_restorers, external_restorers
+from deblur.restore.external.spec import DEFAULT_CONCURRENCY
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--image", help="one photo or face crop: sweep it and write figures + obscured PNGs")
     src.add_argument("--data", default="builtin", help="'builtin' or a data folder (dataset mode, as python -m audit)")
     p.add_argument("--labels", help="labels CSV for --data (folder format)")
+    p.add_argument("--gallery", metavar="FOLDER",
+                   help="with --image: photos of other people (the same kind of photo) for rank-1 re-identification; "
+                        "without it the verdict uses the identity model's published threshold alone")
     p.add_argument("--format", help="folder, celeba, fairface or utkface (detected when omitted)")
     p.add_argument("--n", type=int, default=24, help="faces in dataset mode")
     p.add_argument("--margin", type=float, default=0.0, help="distance margin above the threshold")
@@ -32,13 +38,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plotlyjs", default="cdn", choices=["cdn", "inline"], help="plotly.js in the HTML")
     p.add_argument("--out", default="results/safety")
+    p.add_argument("--external", action="append", default=[], metavar="NAME=SPEC",
+                   help="also attack with an external restorer (repeatable): NAME=module:callable, "
+                        "NAME=http://host:port/#/api_name or NAME=owner/space#/api_name; see docs/EXTERNAL.md")
+    p.add_argument("--external-concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                   help="calls in flight per external restorer")
     add_engine_arguments(p, resume=False)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a one-face sweep (``--image``) or dataset mode and write the outputs into ``--out``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        extra = external_restorers(args.external, list(DEGRADATIONS), concurrency=args.external_concurrency)
+    except ValueError as exc:  # a bad spec, an unimportable callable or an unreachable app
+        parser.error(str(exc))
+    try:
+        return _run(args, extra)
+    finally:
+        close_restorers(extra)
+
+
+def _failures(table) -> None:
+    """Print how many rows of each restorer failed (external calls: timeouts, errors...)."""
+    failed = table[table["status"].astype(str).str.startswith("error")]
+    for name, n in failed.groupby("restorer").size().items():
+        print(f"{name}: {n} failed rows (status error): the recommendation counts a failed row as not "
+              "re-identifying; rerun before relying on it", file=sys.stderr)
+
+
+def _run(args, extra) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.image:
@@ -46,8 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if crop is None:
             print(f"no face found in {args.image}", file=sys.stderr)
             return 2
-        res = sweep_face(crop, degradations=args.degradations or KINDS, margin=args.margin, thorough=args.thorough,
-                         seed=args.seed)
+        embedder = get_embedder("dlib")
+        try:
+            gallery = gallery_from_folder(args.gallery, embedder) if args.gallery else None
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        res = sweep_face(crop, gallery=gallery, embedder=embedder, degradations=args.degradations or KINDS,
+                         margin=args.margin, thorough=args.thorough, seed=args.seed, extra_restorers=extra)
+        _failures(res.table)
+        print(res.settings["gallery"])
         res.table.to_csv(out / "safety_sweep.csv", index=False)
         res.summary().to_csv(out / "safety_recommendations.csv", index=False)
         with (out / "safety_sweep.html").open("w", encoding="utf-8") as fh:
@@ -70,7 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with engine:
         ds = sweep_dataset(items, degradations=args.degradations or DEGRADATIONS, margin=args.margin,
                            thorough=args.thorough, n_boot=args.n_boot, seed=args.seed, engine=engine,
-                           progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True))
+                           crop="whole" if args.data == "builtin" else "detect",
+                           # built-in faces are judged among built-in faces; a folder among its own faces
+                           gallery=builtin_gallery("dlib") if args.data == "builtin" else None,
+                           progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True),
+                           extra_restorers=extra)
     print(file=sys.stderr)
     paths = ds.write(out, args.plotlyjs)
     cols = [c for c in ds.per_face.columns if c.startswith("safe_")]

@@ -15,7 +15,6 @@ import pandas as pd
 from audit.engine import AuditStep, Engine, Gallery, SequentialEngine
 from audit.groups import PREDICTED_ATTRIBUTES
 from audit.safety.figures import group_figures
-from audit.safety.gallery import builtin_gallery
 from audit.safety.sweep import LOWER_BOUND_NOTE, SLOW_RESTORERS, resolve_grid, sweep_face
 from audit.stats import group_metrics
 from audit.step import single_thread
@@ -65,22 +64,31 @@ class DatasetSafety:
         return paths
 
 
+def _sweep_threshold(long: list[pd.DataFrame]) -> float | None:
+    """The threshold the sweeps used (threshold-only mode), read back from their rows."""
+    return float(long[0]["threshold"].iloc[0]) if long else None
+
+
 def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *, embedder: Embedder | None = None,
                   gallery: Gallery | None = None, degradations: Sequence[str] = DEGRADATIONS,
                   strengths: Mapping[str, Sequence[float]] | None = None, margin: float = 0.0,
                   thorough: bool = False, predict: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0,
                   min_group_n: int = 30, progress: Callable[[int, int], None] | None = None,
+                  crop: str = "detect",
+                  extra_restorers: Mapping[str, Mapping[str, object]] | None = None,
                   engine: Engine | None = None) -> DatasetSafety:
     """:func:`sweep_face` over many faces, then the distribution of safe strengths per group.
 
     Groups are formed exactly as the audit forms them (:func:`audit.step.prepare_face`: dataset labels plus
-    predicted gender, age bin and skin-tone bin). The gallery is ``gallery`` (default: the built-in one) plus
-    every face of the data set not already in it; faces whose clean crop has no face are counted and skipped.
+    predicted gender, age bin and skin-tone bin). The gallery is ``gallery`` plus every face of the data set not
+    already in it; without one, the data set's own faces (a gallery of the same kind as each query; its threshold
+    calibrated on their impostor pairs, or the embedder's published one when there are too few). Faces whose
+    clean crop has no face are counted and skipped.
 
     Args:
         faces: ``(image_id, image, labels)`` triples (labels: group column → value, may be empty).
         embedder: identity judge (default dlib).
-        gallery: base gallery.
+        gallery: base gallery of faces like these (the built-in gallery for built-in faces only).
         degradations: kinds to sweep.
         strengths: kind → strengths.
         margin: distance margin.
@@ -90,6 +98,9 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
         seed: seed of bootstraps and the noise.
         min_group_n: groups smaller than this are flagged ``small``.
         progress: called as ``progress(done, total)`` per face.
+        crop: ``"detect"`` (photos) or ``"whole"`` (already facedrift crops, e.g. the built-in set); see
+            :func:`audit.step.to_crop`.
+        extra_restorers: degradation → {name → restorer} added to ours (external restorers; this process only).
         engine: where the clean pass and the sweeps run (default: this process; see :mod:`audit.parallel`).
     """
     start = time.perf_counter()
@@ -98,20 +109,27 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
     predict = PREDICTED_ATTRIBUTES if predict is None else tuple(predict)
     own = engine is None
     engine = engine or SequentialEngine()
+    if extra_restorers and not isinstance(engine, SequentialEngine):
+        raise ValueError("external restorers run in this process: use --engine local --workers 1 with --external")
     items = [(image_id, img, dict(labels)) for image_id, img, labels in faces]
     order = {image_id: k for k, (image_id, _, _) in enumerate(items)}
-    step = AuditStep(embedder.key, None, (), tuple(predict), "auto")
+    step = AuditStep(embedder.key, None, (), tuple(predict), crop)
     cleans = sorted(engine.clean(step, items), key=lambda c: order[c.image_id])
     label_cols = sorted({c for _, _, labels in faces for c in labels})
     group_columns = {**{c: "label" for c in label_cols}, **{c: "prediction" for c in predict}}
-    base = gallery if gallery is not None else builtin_gallery(embedder.key)
     with_face = [c for c in cleans if c.embedding is not None]
-    extra = [c for c in with_face if c.image_id not in base.ids]
-    if extra:
-        ids = base.ids + [c.image_id for c in extra]
-        base = Gallery(ids, np.vstack([base.embeddings, *[c.embedding[None] for c in extra]]), base.centre,
-                       base.threshold)
-    task = SweepFaces(embedder.key, base, {k: tuple(v) for k, v in grid.items()}, margin, thorough, seed)
+    if gallery is None:  # the data set's own faces: a gallery of the same kind as every query
+        base = Gallery.build([c.image_id for c in with_face], [c.embedding for c in with_face], seed=seed,
+                             embedder_key=embedder.key) if len(with_face) >= 2 else None
+    else:
+        base = gallery
+        extra = [c for c in with_face if c.image_id not in base.ids]
+        if extra:
+            ids = base.ids + [c.image_id for c in extra]
+            base = Gallery(ids, np.vstack([base.embeddings, *[c.embedding[None] for c in extra]]), base.centre,
+                           base.threshold)
+    task = SweepFaces(embedder.key, base, {k: tuple(v) for k, v in grid.items()}, margin, thorough, seed,
+                      extra_restorers)
     done: dict[str, tuple[dict, pd.DataFrame]] = {}
     by_id = {c.image_id: c for c in with_face}
     for image_id, recommendations, seconds, table in engine.map(task, with_face, batch_size=1):
@@ -131,9 +149,12 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
     per_face_df = pd.DataFrame(per_face)
     rows = pd.concat(long, ignore_index=True) if long else pd.DataFrame()
     groups = group_table(per_face_df, list(grid), group_columns, n_boot, seed, min_group_n)
-    settings = {"embedder": embedder.name, "threshold": base.threshold.distance if base.threshold else None,
-                "fmr": base.threshold.fmr_target if base.threshold else None, "margin": margin,
-                "strengths": {k: list(v) for k, v in grid.items()}, "gallery_size": len(base.ids),
+    thr = base.threshold if base is not None else None
+    settings = {"embedder": embedder.name, "threshold": thr.distance if thr else _sweep_threshold(long),
+                "threshold_source": thr.source if thr else "published (single face: no gallery)",
+                "fmr": thr.fmr_target if thr else None, "margin": margin,
+                "strengths": {k: list(v) for k, v in grid.items()},
+                "gallery_size": len(base.ids) if base is not None else 0,
                 "excluded_restorers": [] if thorough else list(SLOW_RESTORERS), "n_faces": len(cleans),
                 "n_no_face_clean": len(cleans) - len(with_face), "seconds": time.perf_counter() - start,
                 "n_boot": n_boot, "seed": seed, "noise": NOISE_SIGMA}
@@ -151,6 +172,7 @@ class SweepFaces:
     margin: float
     thorough: bool
     seed: int
+    extra_restorers: Mapping[str, Mapping[str, object]] | None = None  # this process only (not picklable)
 
     @property
     def key(self) -> tuple:
@@ -165,7 +187,8 @@ class SweepFaces:
             with single_thread():  # the same results in every engine
                 res = sweep_face(c.image, gallery=self.gallery, embedder=embedder, degradations=list(self.grid),
                                  strengths=self.grid, margin=self.margin, own_id=c.image_id,
-                                 thorough=self.thorough, seed=self.seed, require_face=False)
+                                 thorough=self.thorough, seed=self.seed, require_face=False,
+                                 extra_restorers=self.extra_restorers)
             out.append((c.image_id, res.recommendations, res.seconds, res.table))
         return out
 

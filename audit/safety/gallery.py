@@ -6,11 +6,12 @@ import functools
 
 import numpy as np
 
-from audit.engine import Gallery
-from deblur.data import builtin_faces, cache_dir
+from audit.data import face_items
+from audit.engine import Gallery, to_crop
+from deblur.data import builtin_faces, cache_dir, writable_cache_dir
 from deblur.embed import Embedder, get_embedder
 
-__all__ = ["DUPLICATE_DISTANCE", "builtin_gallery", "gallery_from_faces", "with_query"]
+__all__ = ["DUPLICATE_DISTANCE", "builtin_gallery", "gallery_from_faces", "gallery_from_folder", "with_query"]
 
 
 DUPLICATE_DISTANCE = 0.1  # gallery faces this close to the query are the same picture (re-encoded), not a match
@@ -44,13 +45,37 @@ def builtin_gallery(embedder_name: str = "dlib", n: int = 200, seed: int = 0, fm
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             return Gallery.build([str(i) for i in z["ids"]], list(z["embeddings"]), fmr, seed)
+    writable_cache_dir()  # fail now, not after embedding 200 faces
     faces = builtin_faces(4000, seed).subset("test")
     gallery = gallery_from_faces(faces, embedder, n, fmr, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, ids=np.array(gallery.ids), embeddings=gallery.embeddings)
     tmp.replace(path)
     return gallery
+
+
+def gallery_from_folder(folder: str, embedder: Embedder, n: int = 10_000, seed: int = 0) -> Gallery:
+    """A gallery of the faces in a folder of photos (other people, the same kind of photo as the query).
+
+    Each photo is read, its largest face detected and cut into facedrift's crop geometry, and embedded; the
+    threshold is calibrated on their impostor pairs, or is the embedder's published one when there are too few
+    (the threshold's ``note`` says so).
+
+    Raises:
+        ValueError: when fewer than 2 faces are found.
+    """
+    ids, embs = [], []
+    for item in face_items(folder, n=n):
+        if item[1] is None:
+            continue
+        crop = to_crop(item[1], "detect")
+        emb = embedder.embed(crop) if crop is not None else None
+        if emb is not None:
+            ids.append(str(item[0]))
+            embs.append(emb)
+    if len(ids) < 2:
+        raise ValueError(f"the gallery folder {folder} has {len(ids)} photo(s) with a face; it needs at least 2")
+    return Gallery.build(ids, embs, seed=seed, embedder_key=embedder.key)
 
 
 def with_query(gallery: Gallery, embedding: np.ndarray, own_id: str = "query") -> Gallery:

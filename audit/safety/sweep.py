@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 
 from audit.engine import Gallery
-from audit.safety.gallery import builtin_gallery, with_query
+from audit.safety.gallery import with_query
 from audit.safety.obscure import KINDS, check_kind, obscure
 from audit.stats import Threshold
 from deblur.degrade import DEGRADATIONS, NOISE_SIGMA, as_image, quantize, to_uint8
-from deblur.embed import Embedder, get_embedder, l2_distance
+from deblur.embed import PUBLISHED_THRESHOLDS, Embedder, get_embedder, l2_distance
 from deblur.faces import haar_has_face
 from deblur.io import encode_png
 from deblur.restore import restorers_for
@@ -58,21 +58,23 @@ def _check_strengths(kind: str, strengths: Sequence[float]) -> tuple[float, ...]
 # Restorers
 
 
-def default_restorers(kinds: Sequence[str], thorough: bool = False
+def default_restorers(kinds: Sequence[str], thorough: bool = False, extra: Mapping[str, Mapping] | None = None
                       ) -> dict[str, dict[str, tuple[object, float | None]]]:
     """Restorers per obscuring kind, each with the strength it is told (``None``: told the sweep's strength).
 
     ``pixelate_noise`` gets the pixelation restorers (told the true block size); ``fill`` gets every
     restorer of every degradation, each told that degradation's default strength (there is nothing to know).
+    ``extra`` adds restorers per degradation (``{kind: {name: restorer}}``, e.g. external ones) to ours.
     """
     exclude = () if thorough else SLOW_RESTORERS
+    extra = extra or {}
     out: dict[str, dict[str, tuple[object, float | None]]] = {}
     for kind in kinds:
         check_kind(kind)
         if kind == "fill":
             found = {}
             for base in DEGRADATIONS:
-                for name, r in restorers_for(base).items():
+                for name, r in {**restorers_for(base), **extra.get(base, {})}.items():
                     if name in exclude:
                         continue
                     key = "none" if name == "none" else f"{name} ({base})"
@@ -80,7 +82,8 @@ def default_restorers(kinds: Sequence[str], thorough: bool = False
             out[kind] = found
         else:
             base = "pixelate" if kind == "pixelate_noise" else kind
-            out[kind] = {n: (r, None) for n, r in restorers_for(base).items() if n not in exclude}
+            out[kind] = {n: (r, None) for n, r in {**restorers_for(base), **extra.get(base, {})}.items()
+                         if n not in exclude}
     return out
 
 
@@ -248,6 +251,18 @@ class _EmbedCache:
         return self.cache[key]
 
 
+def threshold_only_gallery(embedder_key: str, original: np.ndarray, own_id: str = "query") -> Gallery:
+    """A gallery holding only the query, judged at the embedder's published threshold (no rank-1)."""
+    published = PUBLISHED_THRESHOLDS.get(embedder_key)
+    if published is None:
+        raise ValueError(f"the {embedder_key} embedder has no published match threshold: pass a gallery of faces "
+                         "like this one (e.g. --gallery FOLDER of photos of other people)")
+    original = np.asarray(original, float)
+    threshold = Threshold(published.distance, math.nan, math.nan, 0, math.nan, source=published.source,
+                          note="no gallery: threshold only")
+    return Gallery([own_id], original[None], original.copy(), threshold)
+
+
 def resolve_grid(degradations: Sequence[str], strengths: Mapping[str, Sequence[float]] | None) -> dict:
     kinds = list(degradations)
     if not kinds:
@@ -265,13 +280,19 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
                degradations: Sequence[str] = KINDS, strengths: Mapping[str, Sequence[float]] | None = None,
                restorers: Mapping[str, Mapping[str, object]] | None = None, margin: float = 0.0,
                own_id: str = "query", thorough: bool = False, seed: int = 0, noise: float = NOISE_SIGMA,
-               fill: str = "mean", require_face: bool = True, progress: ProgressFn | None = None) -> SweepResult:
+               fill: str = "mean", require_face: bool = True, progress: ProgressFn | None = None,
+               extra_restorers: Mapping[str, Mapping[str, object]] | None = None) -> SweepResult:
     """Sweep obscuring strengths on one face and find, per kind, the strength no restorer undoes.
 
     Args:
         clean_crop: aligned face crop (e.g. 128×128 from :func:`deblur.faces.face_crop`).
-        gallery: faces the attacker matches against (default: :func:`builtin_gallery`); the original is added
-            under ``own_id`` unless it is already in it. Its threshold is the match threshold.
+        gallery: faces *of the same kind as the query* the attacker matches against (a user's folder of real
+            photos, FairFace; :func:`builtin_gallery` only for built-in faces); the original is added under
+            ``own_id`` unless it is already in it, and its threshold is the match threshold. ``None``: no such
+            gallery -- a real face among generated ones is always nearest its own original, so rank-1 would
+            be trivially true. The verdict is then the threshold alone: the embedder's published one
+            (:data:`deblur.embed.PUBLISHED_THRESHOLDS`), rank-1 is not measured, and ``settings["gallery"]``
+            says why.
         embedder: identity judge (default: dlib).
         degradations: kinds to sweep, from :data:`KINDS`.
         strengths: kind → strengths (default :data:`deblur.strengths.SAFETY_GRID`), pixels of the crop.
@@ -286,6 +307,8 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
         require_face: the crop must pass OpenCV's frontal-face Haar cascade, as the audit requires (the dlib
             embedder on a whole crop embeds anything, faces or not). Pass ``False`` when a detector already
             found the face (the app's MTCNN crop).
+        extra_restorers: degradation → {name → restorer} added to the default ones (external restorers:
+            :func:`deblur.restore.external_restorers`).
         progress: called as ``progress(fraction, message)``.
 
     Returns:
@@ -308,10 +331,17 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
     original = embed(clean)
     if original is None:
         raise ValueError("the embedder finds no face in this crop; use a frontal face crop (deblur.faces.face_crop)")
-    gallery = with_query(gallery if gallery is not None else builtin_gallery(embedder.key), original, own_id)
+    rank1_measured = gallery is not None
+    if gallery is None:
+        gallery = threshold_only_gallery(embedder.key, original, own_id)
+        gallery_note = ("no gallery of faces like this one: judged by the threshold alone "
+                        f"({gallery.threshold.source}); rank-1 re-identification is not measured")
+    else:
+        gallery = with_query(gallery, original, own_id)
+        gallery_note = f"gallery of {len(gallery.ids)} faces; rank-1 re-identification measured against it"
     threshold = gallery.threshold
     if restorers is None:
-        plan = default_restorers(list(grid), thorough)
+        plan = default_restorers(list(grid), thorough, extra_restorers)
     else:
         plan = {k: {n: (r, None) for n, r in restorers.get(k, {}).items()} for k in grid}
     total = sum(len(grid[k]) * max(1, len(plan.get(k, {}))) for k in grid)
@@ -334,7 +364,8 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
                     if emb is None:
                         row.update(distance=math.nan, rank1=False, status="no_face")
                     else:
-                        row.update(distance=l2_distance(emb, original), rank1=gallery.rank1(emb, own_id), status="ok")
+                        row.update(distance=l2_distance(emb, original), status="ok",
+                                   rank1=rank1_measured and gallery.rank1(emb, own_id))
                 rows.append(row)
                 done += 1
                 if progress is not None:
@@ -348,7 +379,9 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
                    "distance", "threshold", "margin", "rank1", "reidentified", "status", "embedder"]]
     excluded = () if thorough or restorers is not None else SLOW_RESTORERS
     return SweepResult(table, recommend(table, margin), threshold, float(margin), clean, embedder.name, excluded,
-                       time.perf_counter() - start, len(embed.cache), {"seed": seed, "noise": noise, "fill": fill})
+                       time.perf_counter() - start, len(embed.cache), {"seed": seed, "noise": noise, "fill": fill,
+                                                                    "gallery": gallery_note,
+                                                                    "rank1_measured": rank1_measured})
 
 
 def _restore_all(restorer, degraded: list[np.ndarray], values: Sequence[float], told: float | None,

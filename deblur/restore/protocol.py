@@ -1,4 +1,4 @@
-"""The one interface every restorer implements: learned, classical, ``none`` (and external ones later).
+"""The one interface every restorer implements: learned, classical, ``none`` and external ones.
 
 The app, the audit, the safety sweep and the evaluation table only use these attributes and methods, so
 anything that has them can be audited. ``isinstance(obj, Restorer)`` checks the attributes and methods
@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["FAMILIES", "Restorer"]
 
-FAMILIES = ("learned", "classical", "none")
+FAMILIES = ("learned", "classical", "none", "external")
 
 
 @runtime_checkable
@@ -24,7 +24,7 @@ class Restorer(Protocol):
     Attributes:
         name: unique key, e.g. ``"resunet-gaussian"``, ``"wiener"``, ``"bicubic"``, ``"none"``.
         label: human label for the UI and reports.
-        family: ``"learned"``, ``"classical"`` or ``"none"`` (:data:`FAMILIES`).
+        family: ``"learned"``, ``"classical"``, ``"none"`` or ``"external"`` (:data:`FAMILIES`).
         degradations: the degradations it restores.
         uses_strength: ``True`` when it is non-blind, i.e. told the strength (kernel, block size).
     """
@@ -42,3 +42,7 @@ class Restorer(Protocol):
     def restore_batch(self, imgs: np.ndarray, strengths: Sequence[float] | None = None) -> np.ndarray:
         """Restore ``N x H x W x 3`` images of one size, one strength per image when :attr:`uses_strength`."""
         ...
+
+    # Optional: ``restore_outcomes(imgs, strengths) -> list[RestoreOutcome]`` restores each image and reports a
+    # failed one as a status instead of raising (external restorers run them concurrently);
+    # :func:`deblur.restore.restore_outcomes` calls it when present and wraps :meth:`restore` otherwise.

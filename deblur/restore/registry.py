@@ -13,15 +13,16 @@ Importing this module does not import torch (see :func:`_learned`), so a UI can 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from deblur.restore.classical import classical_restorers
+from deblur.restore.external import ExternalRestorer, ExternalSpec, Runner, parse_external
 from deblur.restore.manifest import WEIGHTS_DIR, load_manifest, offered_models
 from deblur.restore.protocol import Restorer
 from deblur.strengths import STRENGTHS
 
-__all__ = ["cache_size", "clear_cache", "load_restorer", "restorer_names", "restorers_for"]
+__all__ = ["cache_size", "clear_cache", "external_restorers", "load_restorer", "restorer_names", "restorers_for"]
 
 _cache: dict[tuple, Restorer] = {}
 _lock = threading.RLock()  # the app serves concurrent requests: two must not load the same weights twice
@@ -88,6 +89,35 @@ def restorers_for(degradation: str, weights_dir: str | Path = WEIGHTS_DIR, devic
         out[name] = _learned(weights_dir / entry["file"], device, name, entry.get("label"))
     for name, r in _classical(degradation).items():
         out.setdefault(name, r)
+    return out
+
+
+def external_restorers(specs: Sequence[str | ExternalSpec], kinds: Sequence[str], *, concurrency: int | None = None,
+                       timeout: float | None = None) -> dict[str, dict[str, ExternalRestorer]]:
+    """``{kind: {name: restorer}}`` for external restorer specs (:mod:`deblur.restore.external`).
+
+    Each spec is imported / connected now (a bad one fails before any work starts) and cached like every
+    restorer: the restorers of one spec share one runner (thread pool, rate limit) across kinds and callers.
+    :func:`deblur.restore.external.close_restorers` releases a runner's threads and connection; its next call
+    reconnects.
+
+    Raises:
+        ValueError: a bad spec, two specs with one name, an unimportable callable or an unreachable app.
+    """
+    out: dict[str, dict[str, ExternalRestorer]] = {kind: {} for kind in kinds}
+    seen: set[str] = set()
+    for item in specs:
+        spec = item if isinstance(item, ExternalSpec) else parse_external(item, concurrency=concurrency,
+                                                                          timeout=timeout)
+        if spec.name in seen:
+            raise ValueError(f"two external restorers are called {spec.name!r}; give each its own NAME=")
+        seen.add(spec.name)
+        runner = _cached(("external", spec), lambda spec=spec: Runner(spec))
+        runner.connect()  # import the callable / connect now: a bad spec fails before the audit starts
+        for kind in kinds:
+            if kind in spec.kinds:
+                out[kind][spec.name] = _cached(("external", spec, kind),
+                                               lambda runner=runner, kind=kind: ExternalRestorer(runner, kind))
     return out
 
 

@@ -1,6 +1,6 @@
 """Reproduce the study's Figure C: six pixelation autoencoders, parameters vs validation MSE vs cost.
 
-``python -m deblur.sweep --seconds 90`` trains every :data:`deblur.models.PIX_AE_CONFIGS` architecture on
+``python -m deblur.train.sweep --seconds 90`` trains every :data:`deblur.models.PIX_AE_CONFIGS` architecture on
 the same data (built-in train faces, pixelated with a fixed block size, rounded to 8 bits, random 64²
 patches), the same optimiser and the same wall-clock budget, one after the other, then writes
 ``weights/sweep/pix_ae_sweep.csv`` and the figure (``pix_ae_sweep.html`` with plotly, ``pix_ae_sweep.png``
@@ -17,8 +17,11 @@ import csv
 import shutil
 from pathlib import Path
 
+import matplotlib
+from plotly.subplots import make_subplots
+
 from deblur.models import PIX_AE_CONFIGS
-from deblur.train import TrainConfig, train
+from deblur.train.loop import TrainConfig, train
 
 __all__ = ["run_sweep", "write_figure"]
 
@@ -62,8 +65,6 @@ def write_figure(rows: list[dict], out_dir: str | Path = "weights/sweep") -> Non
     """Figure C: validation MSE bars per architecture, parameters and cost as lines (HTML + PNG)."""
     out_dir = Path(out_dir)
     labels = [r["config"] for r in rows]
-    from plotly.subplots import make_subplots
-
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_bar(x=labels, y=[r["val_mse"] for r in rows], name="validation MSE",
                 text=[f"{r['params']:,} params" for r in rows])
@@ -74,10 +75,8 @@ def write_figure(rows: list[dict], out_dir: str | Path = "weights/sweep") -> Non
     fig.update_yaxes(title_text="validation MSE", secondary_y=False)
     fig.update_yaxes(title_text="training cost (s / 1,000 patches)", secondary_y=True)
     fig.write_html(out_dir / "pix_ae_sweep.html", include_plotlyjs="cdn")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    matplotlib.use("Agg")  # no display: select the file backend before pyplot is first imported
+    import matplotlib.pyplot as plt  # only after matplotlib.use, hence here
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
     bars = ax.bar(labels, [r["val_mse"] for r in rows], color="#4c72b0")
@@ -95,7 +94,7 @@ def write_figure(rows: list[dict], out_dir: str | Path = "weights/sweep") -> Non
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m deblur.sweep", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m deblur.train.sweep", description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=90.0, help="training budget per architecture")
     p.add_argument("--block", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,6 @@
 """External restorers: any Python callable or a running Gradio app / Hugging Face Space, audited like ours.
 
-One spec syntax everywhere (``python -m audit``, ``python -m audit.safety``, ``python -m deblur.evaluate``,
+One spec syntax everywhere (``python -m audit``, ``python -m audit.safety``, ``python -m deblur.train.evaluate``,
 the app)::
 
     NAME=module.sub:callable[?OPTIONS]            a Python callable (importable: installed or on PYTHONPATH)
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from deblur.degrade import STRENGTHS
 
 __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_RETRIES", "DEFAULT_TIMEOUT", "EXTERNAL_FAMILY", "FAILURE_REASONS",
-           "RETRYABLE", "SPEC_HELP", "ExternalSpec", "parse_external"]
+           "RETRYABLE", "SPEC_HELP", "ExternalSpec", "app_specs", "parse_external"]
 
 EXTERNAL_FAMILY = "external"
 DEFAULT_TIMEOUT = 120.0
@@ -154,3 +154,25 @@ def _scalar(value: str):
     except json.JSONDecodeError:
         return value
     return parsed if isinstance(parsed, (int, float, bool)) or parsed is None else value
+
+
+def app_specs(text: str | None) -> list[str]:
+    """The specs typed into the app's "external restorer" field: one per line, Gradio apps and Spaces only.
+
+    A line may omit ``NAME=`` (the restorer is then called ``external``, ``external-2``...). Python callables
+    are refused: the app must not import code named in a web form; use the command line for them.
+
+    Raises:
+        ValueError: a line that does not parse, or a Python callable.
+    """
+    specs: list[str] = []
+    for k, line in enumerate(filter(None, (ln.strip() for ln in (text or "").splitlines()))):
+        head, eq, _ = line.partition("=")
+        named = eq and _NAME.fullmatch(head) and not head.startswith(("http", "https")) and "/" not in head
+        spec = line if named else f"external{'' if k == 0 else f'-{k + 1}'}={line}"
+        if parse_external(spec).source == "python":
+            raise ValueError(f"{line!r} names a Python callable; the app only calls Gradio apps and Spaces "
+                             "(URL#/api_name or owner/space#/api_name). Audit Python callables from the command "
+                             "line: python -m audit --external NAME=module:callable")
+        specs.append(spec)
+    return specs

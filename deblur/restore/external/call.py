@@ -23,8 +23,8 @@ import httpx
 import numpy as np
 
 from deblur.degrade import as_image, to_uint8
-from deblur.external.spec import FAILURE_REASONS, RETRYABLE, ExternalSpec
 from deblur.io import ImageError, decode_image, encode_png
+from deblur.restore.external.spec import FAILURE_REASONS, RETRYABLE, ExternalSpec
 
 __all__ = ["GradioCaller", "PythonCaller", "RestoreFailure", "RestoreOutcome", "Runner", "to_output_image"]
 
@@ -225,6 +225,7 @@ class GradioCaller:
 
     def call(self, img_u8: np.ndarray, kind: str, strength: float | None, timeout: float):
         """``(image array, note)``; raises :class:`RestoreFailure` with the reason."""
+        # gradio_client lazily, as in __init__: only app specs need it
         from gradio_client import handle_file
         from gradio_client.exceptions import AppError
         from gradio_client.utils import QueueError, TooManyRequestsError

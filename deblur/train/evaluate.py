@@ -10,8 +10,8 @@ over the best classical baseline of the same setting.
 
 Usage::
 
-    python -m deblur.evaluate --out results/eval --n 200
-    python -m deblur.evaluate --out /tmp/ev --n 4 --strengths gaussian=3 pixelate=8 motion=15
+    python -m deblur.train.evaluate --out results/eval --n 200
+    python -m deblur.train.evaluate --out /tmp/ev --n 4 --strengths gaussian=3 pixelate=8 motion=15
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ import numpy as np
 from deblur.blind import with_estimated
 from deblur.data import builtin_faces
 from deblur.degrade import degrade, quantize
-from deblur.external import close_restorers, external_restorers
-from deblur.external.spec import DEFAULT_CONCURRENCY
+from deblur.embed import get_embedder
 from deblur.metrics import lpips_or_none, psnr, ssim
+from deblur.restore import close_restorers, external_restorers, restorers_for
+from deblur.restore.external.spec import DEFAULT_CONCURRENCY
 from deblur.strengths import EVAL_GRID, STRENGTHS, parse_strengths
 from deblur.texture import folder_faces, real_split
 
@@ -50,15 +51,11 @@ COLUMNS = [
 
 def _embedder(name: str):
     """``(embedder, note)`` from :func:`deblur.embed.get_embedder` (the audit's embedders, one code path)."""
-    from deblur.embed import get_embedder
-
     return get_embedder(name), f"identity: deblur.embed.get_embedder({name!r})"
 
 
 def _restorers(kind: str, weights_dir: str | None):
     """``(restorers, note)`` from :func:`deblur.restore.restorers_for` (learned + classical + none)."""
-    from deblur.restore import restorers_for
-
     kwargs = {} if weights_dir is None else {"weights_dir": weights_dir}
     return restorers_for(kind, **kwargs), "restorers: deblur.restore.restorers_for"
 
@@ -83,7 +80,7 @@ def evaluate(clean: np.ndarray, strengths: dict[str, tuple[float, ...]], weights
         log: progress printer.
         reuse: rows of an earlier run keyed by ``(degradation, strength, restorer)``, used instead of
             recomputing (only pass deterministic restorers: classical and ``none``).
-        extra: more restorers per kind, e.g. :func:`deblur.external.external_restorers`; a failed external
+        extra: more restorers per kind, e.g. :func:`deblur.restore.external_restorers`; a failed external
             call leaves its face out of that row's means and is counted in ``n_failed``/``failures``.
         estimated: also run every non-blind restorer told the blind estimator's strength instead of the true
             one (:class:`deblur.blind.EstimatedStrength`, rows ``<name> (estimated strength)``).
@@ -276,7 +273,7 @@ def write_markdown(rows: list[dict], path: Path, meta: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; see the module docstring."""
-    ap = argparse.ArgumentParser(prog="python -m deblur.evaluate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m deblur.train.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output folder for eval.csv, eval.md, eval.json")
     ap.add_argument("--n", type=int, default=200, help="number of held-out test faces (default 200)")
     ap.add_argument("--strengths", nargs="*", metavar="KIND=S1,S2",

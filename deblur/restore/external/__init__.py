@@ -1,9 +1,10 @@
 """External restorers: any Python callable or a running Gradio app / Hugging Face Space, audited like ours.
 
-The spec syntax is in :mod:`deblur.external.spec`; calling, checking outputs, concurrency, rate limits and
-retries in :mod:`deblur.external.call`. This module holds the restorer itself (one per spec and degradation
-kind, behind the same ``Restorer`` interface as ours, labelled ``external``) and :func:`restore_outcomes`, the
-call every engine uses to get one status per image from any restorer.
+The spec syntax is in :mod:`deblur.restore.external.spec`; calling, checking outputs, concurrency, rate limits
+and retries in :mod:`deblur.restore.external.call`. This module holds the restorer itself (one per spec and
+degradation kind, behind the same ``Restorer`` interface as ours, labelled ``external``) and
+:func:`restore_outcomes`, the call every engine uses to get one status per image from any restorer. Build
+external restorers with :func:`deblur.restore.external_restorers` (the registry, like every restorer).
 """
 
 from __future__ import annotations
@@ -14,18 +15,17 @@ from time import perf_counter
 import numpy as np
 
 from deblur.degrade import as_image
-from deblur.external.call import RestoreFailure, RestoreOutcome, Runner, to_output_image
-from deblur.external.spec import EXTERNAL_FAMILY, FAILURE_REASONS, SPEC_HELP, ExternalSpec, parse_external
+from deblur.restore.external.call import RestoreFailure, RestoreOutcome, Runner, to_output_image
+from deblur.restore.external.spec import EXTERNAL_FAMILY, FAILURE_REASONS, SPEC_HELP, ExternalSpec, parse_external
 
 __all__ = ["EXTERNAL_FAMILY", "FAILURE_REASONS", "SPEC_HELP", "ExternalRestorer", "ExternalSpec", "RestoreFailure",
-           "RestoreOutcome", "close_restorers", "external_restorers", "parse_external", "restore_outcomes",
-           "to_output_image"]
+           "RestoreOutcome", "Runner", "close_restorers", "parse_external", "restore_outcomes", "to_output_image"]
 
 
 class ExternalRestorer:
     """One external restorer bound to one degradation kind, behind the ``Restorer`` protocol.
 
-    Restorers of the same spec share one :class:`~deblur.external.call.Runner` (connection, thread pool
+    Restorers of the same spec share one :class:`~deblur.restore.external.call.Runner` (connection, thread pool
     bounding the calls in flight, rate limit). :meth:`restore_outcomes` runs a batch concurrently and never
     raises for a failed call; :meth:`restore` / :meth:`restore_batch` raise :class:`RestoreFailure`.
     """
@@ -86,29 +86,6 @@ def restore_outcomes(restorer, imgs: Sequence[np.ndarray], strengths: Sequence[f
             out.append(RestoreOutcome(None, exc.status, exc.detail[:300], perf_counter() - start))
         except Exception as exc:  # noqa: BLE001 - one failing restorer must not stop the audit
             out.append(RestoreOutcome(None, f"error:{type(exc).__name__}: {exc}"[:300], "", perf_counter() - start))
-    return out
-
-
-def external_restorers(specs: Sequence[str | ExternalSpec], kinds: Sequence[str], *, concurrency: int | None = None,
-                       timeout: float | None = None) -> dict[str, dict[str, ExternalRestorer]]:
-    """``{kind: {name: ExternalRestorer}}`` for the specs, connecting to (or importing) each one now.
-
-    Raises:
-        ValueError: for a bad spec, a duplicate name, an unimportable callable or an unreachable app.
-    """
-    out: dict[str, dict[str, ExternalRestorer]] = {kind: {} for kind in kinds}
-    seen: set[str] = set()
-    for item in specs:
-        spec = item if isinstance(item, ExternalSpec) else parse_external(item, concurrency=concurrency,
-                                                                          timeout=timeout)
-        if spec.name in seen:
-            raise ValueError(f"two external restorers are called {spec.name!r}; give each its own NAME=")
-        seen.add(spec.name)
-        runner = Runner(spec)
-        runner.connect()  # import the callable / connect now: a bad spec fails before the audit starts
-        for kind in kinds:
-            if kind in spec.kinds:
-                out[kind][spec.name] = ExternalRestorer(runner, kind)
     return out
 
 

@@ -1,0 +1,154 @@
+"""What the app keeps on the server, where, and for how long (the README and the About tab quote this).
+
+- **Uploads** (photo, zip, labels CSV) arrive in Gradio's cache folder (``GRADIO_TEMP_DIR``, by default
+  ``<system temp>/gradio``). The request that uses one reads its bytes into memory and deletes the file
+  (and its folder) *before any work starts* (:func:`consume`), so no copy is on disk once it has answered.
+  A failed request has deleted it too.
+- **A photo's bytes** stay in server memory, never on disk, for re-runs in the same browser tab
+  (:func:`kept_photo`, a ``gr.State``): dropped when the tab closes or reloads, at most
+  :data:`MEMORY_TTL_S` after the last run. API clients send the photo with every call.
+- **Outputs** (crops, reconstructions, obscured faces, report CSVs) are written straight into Gradio's cache
+  so the browser can show and download them, and Gradio deletes them :data:`OUTPUT_LIFETIME_S` after they
+  were written (checked every :data:`SWEEP_S`), and all of them when the server stops. Nothing is written
+  to the system temp folder outside Gradio's cache folder, except zips extracted for the audit's run, which
+  are deleted when the run ends.
+- The bundled example photos are public: their copies in Gradio's cache stay while the server runs.
+- ``max_file_size`` (:data:`MAX_FILE_SIZE`) caps every upload.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from gradio import processing_utils
+from gradio import utils as gr_utils
+from PIL import Image, UnidentifiedImageError
+
+from deblur.io import ImageError, decode_image
+from deblur.playground import example_photos
+
+__all__ = ["BLOCKS_OPTIONS", "LAUNCH_OPTIONS", "MAX_FILE_SIZE", "MEMORY_TTL_S", "OUTPUT_LIFETIME_S", "SWEEP_S",
+           "cache_dir", "consume", "kept_photo", "photo_input", "publish", "publish_bytes", "take_photo"]
+
+# Outputs live this long so the browser (or an API client) can fetch them; FACEDRIFT_OUTPUT_LIFETIME (seconds)
+# shortens it, e.g. in tests.
+OUTPUT_LIFETIME_S = int(os.environ.get("FACEDRIFT_OUTPUT_LIFETIME", "600"))
+SWEEP_S = max(1, min(60, OUTPUT_LIFETIME_S // 4))
+MEMORY_TTL_S = 900
+MAX_FILE_SIZE = "50mb"
+BLOCKS_OPTIONS = {"delete_cache": (SWEEP_S, OUTPUT_LIFETIME_S)}
+LAUNCH_OPTIONS = {"max_file_size": MAX_FILE_SIZE}
+
+GONE = ("This upload is no longer on the server: uploads are deleted as soon as a request has read them. "
+        "Upload the file again.")
+
+
+def cache_dir() -> Path:
+    """Gradio's cache folder for this process (``GRADIO_TEMP_DIR`` or ``<temp>/gradio``)."""
+    return Path(gr_utils.get_upload_folder()).resolve()
+
+
+@functools.lru_cache(maxsize=1)
+def _public_hashes() -> frozenset[str]:
+    return frozenset(hashlib.sha256(p.read_bytes()).hexdigest() for p in example_photos())
+
+
+def consume(path: str | os.PathLike) -> bytes:
+    """The bytes of an upload; the file (and its folder) are deleted from Gradio's cache once read.
+
+    Files outside Gradio's cache (a local path given to the handler directly) and byte-for-byte copies of the
+    bundled example photos (public; the Examples widget serves the same cached file) are only read.
+
+    Raises:
+        gr.Error: the file is not there (already consumed by an earlier request).
+    """
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError as exc:
+        raise gr.Error(GONE) from exc
+    resolved = file.resolve()
+    root = cache_dir()
+    if resolved.is_relative_to(root) and hashlib.sha256(data).hexdigest() not in _public_hashes():
+        resolved.unlink(missing_ok=True)
+        if resolved.parent != root:
+            try:
+                resolved.parent.rmdir()  # Gradio names it after a hash of the bytes; leave no trace
+            except OSError:
+                pass  # not empty: another upload with other bytes shares it
+    return data
+
+
+def kept_photo() -> gr.State:
+    """Per-tab memory of the last photo's bytes, so a re-run does not need the (deleted) upload file."""
+    return gr.State(None, time_to_live=MEMORY_TTL_S)
+
+
+def take_photo(path: str | None, kept: dict | None) -> tuple[np.ndarray, dict]:
+    """Read an uploaded photo once, delete the upload, decode it; a re-run of the same upload uses memory.
+
+    Args:
+        path: the upload's path as Gradio hands it to the handler.
+        kept: the tab's :func:`kept_photo` value.
+
+    Returns:
+        The image (``HxWx3`` float32) and the new ``kept`` value.
+
+    Raises:
+        gr.Error: no upload, upload gone, or not a readable image.
+    """
+    if not path:
+        raise gr.Error("Upload a photo, take one with the webcam, or pick an example first.")
+    if kept and kept.get("path") == path and not Path(path).is_file():
+        data = kept["data"]
+    else:
+        data = consume(path)
+        kept = {"path": path, "data": data}
+    try:
+        return decode_image(data, f"'{Path(path).name}'"), kept
+    except ImageError as exc:
+        raise gr.Error(f"{exc}. Upload a regular photo (PNG, JPEG, WebP, BMP, TIFF).") from exc
+
+
+def publish(path: str | os.PathLike) -> str:
+    """Copy an output file into Gradio's cache (served, then deleted after :data:`OUTPUT_LIFETIME_S`)."""
+    return processing_utils.save_file_to_cache(path, cache_dir=str(cache_dir()))
+
+
+def publish_bytes(data: bytes, name: str) -> str:
+    """Write output bytes into Gradio's cache under ``name`` (served, then deleted like :func:`publish`)."""
+    return processing_utils.save_bytes_to_cache(data, name, cache_dir=str(cache_dir()))
+
+
+def photo_input(**kwargs) -> gr.Image:
+    """A ``gr.Image`` upload handed to the handler as a path; unreadable files become a clear ``gr.Error``.
+
+    Gradio opens the upload's header before our handler runs; a text file renamed ``.png`` would otherwise
+    fail there with a generic "Error". A path that is no longer there (consumed by an earlier run in this tab)
+    is passed on as is: :func:`take_photo` finds its bytes in the tab's memory. The instance's ``preprocess`` is
+    wrapped rather than subclassing ``gr.Image``: Gradio writes a ``.pyi`` stub next to the module of every
+    component subclass, and the app must not write into its own folder.
+    """
+    image = gr.Image(type="filepath", image_mode=None, **kwargs)
+    preprocess = image.preprocess
+
+    def guarded(payload):
+        if payload is not None and getattr(payload, "path", None) and not Path(payload.path).exists():
+            return payload.path
+        try:
+            return preprocess(payload)
+        except gr.Error:
+            raise
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+            name = getattr(payload, "orig_name", None) or "the upload"
+            consume(payload.path)  # the handler will not run: delete the unusable upload now
+            raise gr.Error(f"'{name}' is not an image we can read (PNG, JPEG, WebP, BMP, TIFF), or it is too "
+                           f"large ({type(exc).__name__}). Upload a regular photo.") from exc
+
+    image.preprocess = guarded
+    return image
