@@ -33,6 +33,8 @@ except ImportError:  # pragma: no cover - depends on the host
 
 
 CONCURRENCY_LIMIT = 2  # CPU-bound handlers: more parallel requests only slow each other down
+# An audit request runs the audit engine on its share of the cores (1: in the server process, as on 2 cores).
+AUDIT_WORKERS = max(1, (os.cpu_count() or 1) // CONCURRENCY_LIMIT)
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
 
 
@@ -121,7 +123,8 @@ def audit_request(models: list[str], kinds: list[str], strengths: str, n: float,
     with tempfile.TemporaryDirectory(prefix="facedrift-audit-") as work:
         run = app_handlers.run_audit_request(models, kinds, strengths, int(n), int(seed), embedder, zip_bytes,
                                              csv_bytes, dataset=dataset, allow_upload=not ON_SPACES, progress=report,
-                                             work=Path(work), zip_name=Path(data_zip).name if data_zip else None)
+                                             work=Path(work), zip_name=Path(data_zip).name if data_zip else None,
+                                             workers=AUDIT_WORKERS)
         return app_handlers.outputs_for_ui(run, publish=uploads.publish)
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from audit.data.fairface import ATTRIBUTION
 from audit.engine import AuditConfig, run_audit
+from audit.parallel import make_engine
 from deblur.restore import WEIGHTS_DIR, restorer_names
 from deblur.strengths import AUDIT_GRID, STRENGTHS, format_grid, parse_strengths
 
@@ -155,7 +156,7 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
                       labels_csv: str | Path | bytes | None = None, *, dataset: str = "builtin",
                       allow_upload: bool = True, n_boot: int = 500,
                       progress: Callable[[str, int, int], None] | None = None, work: Path | None = None,
-                      zip_name: str | None = None) -> AuditRun:
+                      zip_name: str | None = None, workers: int = 1) -> AuditRun:
     """Run one audit for the app, exactly as ``python -m audit`` would with these settings.
 
     Args:
@@ -176,6 +177,8 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
         work: folder for this request's report and extracted upload (the app passes a temporary folder it
             deletes once the outputs are published); default: a new temporary folder left to the caller.
         zip_name: the upload's file name, for the status line.
+        workers: worker processes of the audit engine (the app gives each queued request its share of the
+            cores; 1 runs in this process). The rows are the same whatever the count.
 
     Raises:
         gr.Error: for any bad setting or unusable data, with what to change.
@@ -211,7 +214,8 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
             name = zip_name or (Path(data_zip).name if not isinstance(data_zip, bytes) else "a zip")
             data_note = f"your upload, {name}"
         try:
-            result = run_audit(config, progress=progress)
+            with make_engine("local", workers) as engine:
+                result = run_audit(config, progress=progress, engine=engine)
         except gr.Error:
             raise
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
