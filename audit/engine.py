@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import pandas as pd
 
 from audit import report
 from audit.config import ROW_FIELDS, AuditConfig
@@ -290,8 +291,6 @@ def _resume_rows(per_image: Path, fields: Sequence[str], wanted: set[tuple[str, 
     Raises:
         ValueError: when the file was written by a different audit (other columns or threshold).
     """
-    import pandas as pd
-
     try:
         old = pd.read_csv(per_image, dtype={"image_id": str}, keep_default_na=False)
     except pd.errors.EmptyDataError:

@@ -27,6 +27,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import cv2
+
 from audit.engine import BatchTask, SequentialEngine, chunks
 from audit.step import AuditStep, CleanFace, Item, StepRunner
 
@@ -42,7 +44,6 @@ def limit_threads() -> None:
     """One torch and one OpenCV thread per worker: the workers are the parallelism (and the results do not
     depend on the thread count)."""
     os.environ["OMP_NUM_THREADS"] = "1"
-    import cv2
     import torch  # heavy: imported in the worker process, not when this module is imported
 
     torch.set_num_threads(1)
