@@ -1,15 +1,16 @@
-"""Audit-tab handlers: a thin layer over :func:`audit.engine.run_audit`, the engine ``python -m audit`` runs.
+"""The Audit tab: a thin layer over :func:`audit.engine.run_audit`, the engine ``python -m audit`` runs.
 
-The app collects the same settings as the CLI (restorers, degradations, strengths, sample size, seed,
-embedder, data), builds an :class:`audit.engine.AuditConfig`, runs it into a per-request temporary folder and
-hands back the group table, the report's plotly figures and the CSV files. An uploaded data zip is extracted
-into its own temporary folder and deleted when the request ends.
+Layout and handlers together. The tab collects the same settings as the CLI (restorers, degradations,
+strengths, sample size, seed, embedder, data), builds an :class:`audit.config.AuditConfig`, runs it into a
+per-request temporary folder and hands back the group table, the report's plotly figures and the CSV files. An
+uploaded data zip is extracted into its own temporary folder and deleted when the request ends.
 """
 
 from __future__ import annotations
 
 import io
 import shutil
+import os
 import tempfile
 import zipfile
 import zlib
@@ -20,14 +21,19 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from audit import report
 from audit.data.fairface import ATTRIBUTION
 from audit.engine import AuditConfig, run_audit
 from audit.parallel import make_engine
-from deblur.restore import WEIGHTS_DIR, restorer_names
+from deblur.restore import WEIGHTS_DIR, offered_models
+from deblur.restore.classical import classical_restorers
 from deblur.strengths import AUDIT_GRID, STRENGTHS, format_grid, parse_strengths
+from ui import uploads
+from ui.common import DEGRADATION_LABELS, ON_SPACES, gpu
+from ui.errors import user_errors
 
-__all__ = ["AuditRun", "DEFAULT_STRENGTHS", "MAX_FIGURES", "TABLE_COLUMNS", "extract_zip", "model_choices",
-           "outputs_for_ui", "parse_strengths_text", "run_audit_request"]
+__all__ = ["AuditRun", "DEFAULT_STRENGTHS", "MAX_FIGURES", "TABLE_COLUMNS", "audit_request", "extract_zip",
+           "model_choices", "outputs_for_ui", "parse_strengths_text", "restorer_update", "run_audit_request", "tab"]
 
 DEFAULT_STRENGTHS = format_grid(AUDIT_GRID)
 MAX_FIGURES = 8  # the report makes 2 per group attribute + 1 (3 predicted attributes → 7)
@@ -41,14 +47,32 @@ TABLE_COLUMNS = ["model", "degradation", "strength", "attribute", "group", "labe
                  "psnr_mean", "delta_ita_mean", "sim_ratio", "small_group", "significant"]
 
 
+KIND_WORDS = {"gaussian": "Gaussian blur", "pixelate": "pixelation", "motion": "motion blur"}
 DATASETS = {"builtin": "Built-in generated faces (offline)",
             "fairface": "FairFace validation split (Hugging Face Hub, needs internet once)"}
 FAIRFACE_CREDIT = f"{ATTRIBUTION}. Its race labels are annotator judgements, not self-identification."
 
 
-def model_choices(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
-    """Restorer names the audit can run, without loading any model (manifest + classical table)."""
-    return restorer_names(weights_dir=weights_dir)
+def model_choices(kinds: Sequence[str] = tuple(STRENGTHS), weights_dir: Path = WEIGHTS_DIR) -> list[tuple[str, str]]:
+    """``(label, name)`` of every restorer the audit can run on any of ``kinds``, without loading a model.
+
+    The same restorers as :func:`deblur.restore.restorer_names`, labelled for people: learned models by their
+    manifest label and the degradation they were trained for, the classical baselines and ``none`` by theirs.
+    """
+    choices: dict[str, str] = {}
+    for kind in kinds:
+        for name, entry in offered_models(weights_dir, kind).items():
+            choices.setdefault(name, f"{entry.get('label', name)}, for {KIND_WORDS.get(kind, kind)}")
+        for name, restorer in classical_restorers(kind).items():
+            choices.setdefault(name, restorer.label)
+    return [(label, name) for name, label in choices.items()]
+
+
+def restorer_update(kinds: Sequence[str], ticked: Sequence[str] | None) -> dict:
+    """The Restorers box after the degradations change: only restorers for the ticked kinds, ticks kept."""
+    choices = model_choices(kinds or ())
+    names = {name for _, name in choices}
+    return gr.update(choices=choices, value=[t for t in ticked or () if t in names])
 
 
 def parse_strengths_text(kinds: Sequence[str], text: str | None) -> dict[str, tuple[float, ...]]:
@@ -223,8 +247,6 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
     finally:
         if upload_dir is not None:
             shutil.rmtree(upload_dir, ignore_errors=True)  # uploaded faces never outlive the request
-    from audit import report
-
     try:
         table = pd.read_csv(result.groups_csv)
     except (FileNotFoundError, pd.errors.EmptyDataError):  # every face failed: the status says how many
@@ -248,3 +270,72 @@ def outputs_for_ui(run: AuditRun, slots: int = MAX_FIGURES, publish: Callable[[P
     download = (gr.update(value=publish(run.groups_csv), visible=True) if run.groups_csv
                 else gr.update(visible=False))
     return [run.status, shown, download, [publish(p) for p in run.files], *plots]
+
+
+@gpu
+@user_errors
+def audit_request(models: list[str], kinds: list[str], strengths: str, n: float, seed: float, embedder: str,
+                  data_zip: str | None, labels_csv: str | None, dataset: str = "builtin",
+                  progress: gr.Progress = gr.Progress()) -> list:  # noqa: B008 - Gradio injects progress via the default
+    """The Run button: the engine of ``python -m audit``, with live progress."""
+
+    def report_progress(stage: str, done: int, total: int) -> None:
+        progress((done, total), desc=STAGES.get(stage, stage), unit="faces")
+
+    # Uploads are read into memory and deleted before any work; the report is written into a temporary folder
+    # that is deleted as soon as its files are published into Gradio's cache (which expires them).
+    zip_bytes = uploads.consume(data_zip) if data_zip else None
+    csv_bytes = uploads.consume(labels_csv) if labels_csv else None
+    with tempfile.TemporaryDirectory(prefix="facedrift-audit-") as work:
+        run = run_audit_request(models, kinds, strengths, int(n), int(seed), embedder, zip_bytes, csv_bytes,
+                                dataset=dataset, allow_upload=not ON_SPACES, progress=report_progress,
+                                work=Path(work), zip_name=Path(data_zip).name if data_zip else None,
+                                workers=AUDIT_WORKERS)
+        return outputs_for_ui(run, publish=uploads.publish)
+
+
+# The queue runs ui.build.CONCURRENCY_LIMIT (2) requests at once: an audit runs the engine on its share of the
+# cores (1 on 2 cores: in the server process; a 16-core host gets a pool of 8). Same rows whatever the count.
+AUDIT_WORKERS = max(1, (os.cpu_count() or 1) // 2)
+
+
+def tab() -> None:
+    """Lay out the Audit tab and wire its events (inside a ``gr.Blocks``)."""
+    with gr.Tab("Audit", id="audit"):
+        gr.Markdown(
+            "Measure how much each restorer changes **who** a face is, per group of people. Same engine as "
+            "`python -m audit`. The built-in faces are synthetic and their groups are *predicted*; keep the sample "
+            "small here (about 1 s per face and setting on a CPU) and use the command line for full runs."
+        )
+        with gr.Row():
+            with gr.Column():
+                kinds = gr.CheckboxGroup([(v, k) for k, v in DEGRADATION_LABELS.items()],
+                                         value=["gaussian"], label="Degradations")
+                models = gr.CheckboxGroup(model_choices(["gaussian"]),
+                                          label="Restorers for these degradations (none ticked = all of them)")
+                strengths = gr.Textbox(value=DEFAULT_STRENGTHS, label="Strengths (px of the 128-px crop)",
+                                       info="kind=a,b per degradation; bare numbers apply to all")
+            with gr.Column():
+                n = gr.Slider(2, 400, value=24, step=1, label="Sample size (faces)")
+                seed = gr.Number(value=0, precision=0, label="Seed")
+                embedder = gr.Dropdown(["dlib", "facenet"], value="dlib", label="Identity embedder",
+                                       info="facenet needs its VGGFace2 weights (not bundled)")
+                dataset = gr.Radio([(v, k) for k, v in DATASETS.items()], value="builtin",
+                                   label="Faces", info=FAIRFACE_CREDIT)
+                with gr.Accordion("Your own data (local runs only)", open=False, visible=not ON_SPACES):
+                    gr.Markdown("A zip of face images plus a labels CSV (`path` relative to the zip, then group "
+                                "columns). Extracted to a temporary folder and deleted after the run.")
+                    data_zip = gr.File(label="Images (.zip)", file_types=[".zip"], type="filepath")
+                    labels_csv = gr.File(label="Labels (.csv)", file_types=[".csv"], type="filepath")
+        run = gr.Button("Run audit", variant="primary")
+        status = gr.Markdown()
+        # wrap=False: 19 narrow columns would wrap their headers letter by letter; the table scrolls sideways instead
+        table = gr.Dataframe(headers=TABLE_COLUMNS, label="Per-group results (groups.csv, main columns)",
+                             interactive=False, wrap=False)
+        with gr.Row():
+            download = gr.DownloadButton("Download group report (CSV)", visible=False)
+            files = gr.File(label="All report files", file_count="multiple", interactive=False)
+        plots = [gr.Plot(visible=False) for _ in range(MAX_FIGURES)]
+        kinds.change(restorer_update, [kinds, models], models, api_name=False)
+        run.click(audit_request, [models, kinds, strengths, n, seed, embedder, data_zip, labels_csv, dataset],
+                  [status, table, download, files, *plots], api_name="audit")

@@ -1,8 +1,9 @@
-"""The app's "Is this blur safe?" tab: layout and a plain handler over :func:`audit.safety.sweep_face`.
+"""The "Is this blur safe?" tab: layout and handlers over :func:`audit.safety.sweep_face`.
 
-The app's handler reads and deletes the upload (``ui.uploads``), then :func:`safety_outputs` cuts the aligned
-128-px face crop the playground's way, sweeps every obscuring kind, and returns one plotly figure per kind, the
-recommendation table, and the obscured faces as metadata-free PNGs the app publishes (Gradio's cache, expired).
+The Run handler reads and deletes the upload (:func:`ui.uploads.take_photo`), cuts the aligned 128-px face crop
+with the playground's :func:`deblur.playground.prepare`, sweeps every obscuring kind, and returns one plotly
+figure per kind, the recommendation table, and the obscured faces as metadata-free PNGs published into
+Gradio's cache (which expires them).
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ import numpy as np
 import pandas as pd
 
 from audit import safety
+from deblur.playground import embedder, prepare
+from ui import uploads
+from ui.common import example_photos
+from ui.errors import user_errors
+from ui.uploads import read_photo
 
-__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "run_safety", "safety_outputs", "safety_tab"]
+__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "run_safety", "safety_outputs", "safety_request", "tab"]
 
 PLOT_KINDS = tuple(k for k in safety.KINDS if k != "fill")  # fill has no strength axis: table + image only
 TABLE_COLUMNS = ["degradation", "recommended", "in your photo (px)", "first safe", "tested up to", "closest restorer",
@@ -31,28 +37,25 @@ def _photo_scale(prepared) -> float:
     return float(np.hypot(*prepared.where.matrix[0, :2]))
 
 
-def run_safety(path: str | np.ndarray | None, margin: float = 0.0,
-               progress: Callable[[float, str], None] | None = None) -> tuple[safety.SweepResult, float]:
-    """Read an upload (or take the photo already read), crop its face and sweep it.
+@user_errors
+def run_safety(photo: str | np.ndarray | None, margin: float = 0.0,
+               progress: Callable[[float, str], None] | None = None,
+               face: int = 1) -> tuple[safety.SweepResult, float, str]:
+    """Read a photo (a file, or the image already read), cut its face the playground's way and sweep it.
 
     Returns:
-        The sweep and the crop's scale (crop pixels per photo pixel).
+        The sweep, the crop's scale (crop pixels per photo pixel) and which face was used.
 
     Raises:
         gr.Error: no upload, unreadable file, no face, or a bad margin.
     """
-    from deblur import playground
-
-    img = path if isinstance(path, np.ndarray) else playground.read_upload(path)
-    prepared = playground.prepare(img, "face", whole_image_hint=False)
-    try:
-        # An upload is a real photo: a gallery of generated faces cannot judge it (it is always nearest its own
-        # original there), so the verdict is the identity model's published threshold alone.
-        result = safety.sweep_face(prepared.image, gallery=None, embedder=playground.embedder(),
-                                   margin=float(margin), require_face=False, progress=progress)
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
-    return result, _photo_scale(prepared)
+    # the tab has no whole-image mode
+    prepared = prepare(read_photo(photo), "face", whole_image_hint=False, face=face)
+    # An upload is a real photo: a gallery of generated faces cannot judge it (it is always nearest its own
+    # original there), so the verdict is the identity model's published threshold alone.
+    result = safety.sweep_face(prepared.image, gallery=None, embedder=embedder(), margin=float(margin),
+                               require_face=False, progress=progress)
+    return result, _photo_scale(prepared), prepared.note
 
 
 def recommendation_table(result: safety.SweepResult, scale: float = 1.0) -> pd.DataFrame:
@@ -68,15 +71,16 @@ def recommendation_table(result: safety.SweepResult, scale: float = 1.0) -> pd.D
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
-def reading(result: safety.SweepResult) -> str:
+def reading(result: safety.SweepResult, which_face: str = "") -> str:
     """Plain-words summary plus the lower-bound warning."""
     recs = result.recommendations
     unsafe = [KIND_LABELS[k] for k, r in recs.items() if r.strength is None]
     safe = [f"{KIND_LABELS[k]} from {r.strength:g} px" for k, r in recs.items()
             if r.strength is not None and k != "fill"]
-    lines = [f"**Threshold** {result.threshold.distance:.2f} (dlib L2, calibrated at {result.threshold.fmr_target:.0%} "
-             f"false matches on the built-in gallery) + margin {result.margin:.2f}. Sweep: {result.seconds:.1f} s, "
-             f"{result.n_embeddings} embeddings."]
+    lines = [which_face] if which_face else []
+    lines.append(f"**Threshold** {result.threshold.distance:.2f} ({result.embedder} L2; {result.threshold.source}) "
+                 f"+ margin {result.margin:.2f}. {result.settings.get('gallery', '').capitalize()}. "
+                 f"Sweep: {result.seconds:.1f} s, {result.n_embeddings} embeddings.")
     if safe:
         lines.append("Safe against *our* restorers: " + "; ".join(safe) + " (pixels of the 128-px face crop).")
     if unsafe:
@@ -89,14 +93,14 @@ def reading(result: safety.SweepResult) -> str:
 
 
 def safety_outputs(image: np.ndarray, margin: float, publish_bytes: Callable[[bytes, str], str],
-                   progress: Callable[[float, str], None] | None = None) -> list:
+                   progress: Callable[[float, str], None] | None = None, face: int = 1) -> list:
     """The tab's outputs for a photo already read: figures, table, obscured faces, PNG downloads, reading.
 
     Args:
         publish_bytes: writes an output file where the page can fetch it and returns its path (the app writes
             into Gradio's cache, which deletes it after a stated lifetime).
     """
-    result, scale = run_safety(image, margin, progress=progress)
+    result, scale, which_face = run_safety(image, margin, progress=progress, face=face)
     figures = [safety.figure(result, k) for k in PLOT_KINDS]
     images, files = [], []
     for kind, rec in result.recommendations.items():
@@ -106,47 +110,50 @@ def safety_outputs(image: np.ndarray, margin: float, publish_bytes: Callable[[by
         path_png = publish_bytes(data, f"obscured_{kind}_{rec.strength:g}.png")
         files.append(path_png)
         images.append((path_png, f"{KIND_LABELS[kind]} at {rec.strength:g}"))
-    return [*figures, recommendation_table(result, scale), images, files, reading(result)]
+    return [*figures, recommendation_table(result, scale), images, files, reading(result, which_face)]
 
 
-def safety_tab(handler: Callable, photo_factory: Callable[..., gr.Image],
-               memory_factory: Callable[[], gr.State]) -> None:
-    """'Is this blur safe?': sweep obscuring strengths on a face against every restorer.
+@user_errors
+def safety_request(path: str | None, margin: float, face: float = 1, kept: dict | None = None,
+                   progress: gr.Progress = gr.Progress()) -> list:  # noqa: B008 - Gradio injects progress via the default
+    """The Run button: read and delete the upload, sweep it, publish the obscured faces."""
+    image, kept = uploads.take_photo(path, kept)
+    outputs = safety_outputs(image, margin, uploads.publish_bytes, progress=lambda f, msg: progress(f, desc=msg),
+                             face=int(face))
+    return [*outputs, kept]
 
-    Args:
-        handler: the Run handler, ``handler(path, margin, memory) -> [*plots, table, gallery, files, reading,
-            memory]`` (the app reads and deletes the upload, then calls :func:`safety_outputs`).
-        photo_factory: builds the upload component (the app's guarded ``photo_input``).
-        memory_factory: builds the tab's memory of the last photo (a ``gr.State``).
-    """
-    from deblur import playground
 
+def tab() -> None:
+    """Lay out the 'Is this blur safe?' tab and wire its events (inside a ``gr.Blocks``)."""
     with gr.Tab("Is this blur safe?", id="safety"):
         gr.Markdown(
             "How strong must blurring or pixelation be before **none of our restorers** can bring the identity "
             "back? Each degradation is swept over a range of strengths; every restorer (deconvolution *told the "
             "true kernel*, our learned models, and no restoration) tries to undo it, and a face matcher (dlib) "
-            "checks whether the result is still this person.\n\n" + safety.LOWER_BOUND_NOTE)
+            "checks whether the result is still this person. The answer is a lower bound on the risk (see the "
+            "note under the result).")
         with gr.Row():
             with gr.Column(scale=1):
-                photo = photo_factory(label="Photo with one face", sources=["upload", "clipboard"], height=240)
-                gr.Examples([[str(p)] for p in playground.example_photos()], inputs=[photo], label="Examples")
+                photo = uploads.photo_input(label="Photo", sources=["upload", "clipboard"], height=240)
+                gr.Examples([[str(p)] for p in example_photos()], inputs=[photo], label="Examples")
             with gr.Column(scale=1):
                 margin = gr.Slider(0.0, 0.3, value=0.0, step=0.05,
                                    label="Safety margin added to the match threshold (L2 distance)")
+                face = gr.Number(1, precision=0, minimum=1, label="Face # (group photos: 1 = the largest)")
                 run = gr.Button("Run the sweep (about 10 s)", variant="primary")
                 summary = gr.Markdown()
-        table = gr.Dataframe(label="Recommended strength per degradation (pixels of the 128-px face crop)",
-                             interactive=False, wrap=True)
+        table = gr.Dataframe(headers=TABLE_COLUMNS, max_height=1200, interactive=False, wrap=True,
+                             label="Recommended strength per degradation (pixels of the 128-px face crop)",
+                             column_widths=["12%", "9%", "9%", "7%", "7%", "14%", "42%"])
         with gr.Row():
             obscured = gr.Gallery(label="Face obscured at the recommended strength", format="png", columns=4,
                                   height=200)
-            downloads = gr.File(label="Download (PNG, no metadata)", file_count="multiple")
+            downloads = gr.File(label="Download (PNG, no metadata)", file_count="multiple", interactive=False)
         plots = []
         for start in range(0, len(PLOT_KINDS), 2):
             with gr.Row():
                 for kind in PLOT_KINDS[start:start + 2]:
                     plots.append(gr.Plot(label=KIND_LABELS[kind]))
-        memory = memory_factory()
-        run.click(handler, [photo, margin, memory], [*plots, table, obscured, downloads, summary, memory],
+        memory = uploads.kept_photo()
+        run.click(safety_request, [photo, margin, face, memory], [*plots, table, obscured, downloads, summary, memory],
                   api_name="safety")
