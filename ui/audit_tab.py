@@ -9,8 +9,8 @@ uploaded data zip is extracted into its own temporary folder and deleted when th
 from __future__ import annotations
 
 import io
-import shutil
 import os
+import shutil
 import tempfile
 import zipfile
 import zlib
