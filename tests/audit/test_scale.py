@@ -21,7 +21,7 @@ from audit.__main__ import main
 from audit.engine import AuditConfig, SequentialEngine, run_audit
 from audit.parallel import LocalPool, RayEngine, make_engine
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Token authentication on the cluster and in the driver (the token is ~/.ray/auth_token, shared on this machine).
 RAY_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
 TIMING = ["seconds"]  # the only column allowed to differ between engines; all others must match bit for bit
