@@ -242,8 +242,12 @@ def rebuild(out: str | Path) -> list[Path]:
     """
     out = Path(out)
     run_json = out / "run.json"
-    if not run_json.is_file() or not (out / "per_image.csv").is_file():
-        raise FileNotFoundError(f"{out} has no run.json and per_image.csv of a finished audit")
+    if not (out / "per_image.csv").is_file():
+        raise FileNotFoundError(f"{out} has no per_image.csv: it is not an audit folder (give the --out of an audit)")
+    if not run_json.is_file():
+        raise FileNotFoundError(f"the audit in {out} did not finish (per_image.csv but no run.json): rerun the same "
+                                f"python -m audit command with --out {out} --resume to finish it; that also writes "
+                                "the report")
     run_info = json.loads(run_json.read_text())
     config = AuditConfig(**{**run_info["config"], "contact_sheets": False})
     return write_report(out, out / "per_image.csv", run_info, config)
