@@ -181,24 +181,6 @@ def test_sweep_has_one_row_per_attacker_and_names_the_winner(face, small_faces):
     assert rec.holdout.split(":")[0] in set(t["attacker"]) and (rec.strength or 12) >= 12
 
 
-def test_dataset_identity_column_uses_the_other_photo(face, small_faces):
-    from audit import safety
-    from audit.safety.attackers import RestoreAttacker, default_restorers
-
-    gallery = gallery_from_faces(small_faces, get_embedder("dlib"), n=16)
-    other = small_faces.image(20)  # not in the 16-face gallery
-    faces = [("a1", face, {"person": "a"}), ("a2", recapture(face, np.random.default_rng(7)), {"person": "a"}),
-             ("b1", other, {"person": "b"})]
-    ds = safety.sweep_dataset(faces, gallery=gallery, degradations=["gaussian"], strengths={"gaussian": (2,)},
-                              identity="person", n_boot=10, predict=(),
-                              attackers=[RestoreAttacker(default_restorers(["gaussian"]))])
-    views = dict(zip(ds.per_face["image_id"], ds.per_face["second_view"], strict=True))
-    assert views == {"a1": "other_photo", "a2": "other_photo", "b1": "recapture"}
-    assert "person" not in ds.group_columns  # the identity is not a group
-    with pytest.raises(ValueError, match="identity column"):
-        safety.sweep_dataset(faces, gallery=gallery, degradations=["gaussian"], identity="nobody", predict=())
-
-
 def test_parrot_identical_obscured_faces_identify_nobody(face, small):
     """Black fill makes every candidate identical: equal distances (up to rounding) are no rank-1, no match."""
     ctx = _ctx(face, small, fill="black")
