@@ -109,7 +109,8 @@ def investigate(files: dict[str, Path], rounds: int) -> None:
     """Bad-input rounds on the handlers in this process: Python allocations vs RSS vs RSS after malloc_trim."""
     import os
 
-    import app
+    from ui import audit_tab
+    from ui.playground import playground_request
 
     pid = os.getpid()
     libc = ctypes.CDLL("libc.so.6")
@@ -122,18 +123,16 @@ def investigate(files: dict[str, Path], rounds: int) -> None:
 
     def one_round():
         for name in ("text", "bomb", "tiny", "noface"):
-            call(app.playground_request, str(files[name]), "face", "clean", "gaussian", 3.0)
-        call(app.playground_request, str(files["large"]), "whole", "clean", "gaussian", 3.0)
+            call(playground_request, str(files[name]), "face", "clean", "gaussian", 3.0)
+        call(playground_request, str(files["large"]), "whole", "clean", "gaussian", 3.0)
         call(app_handlers_audit, files["badzip"])
 
     def app_handlers_audit(zpath: Path):
-        from audit import app_handlers
-
         with tempfile.TemporaryDirectory() as work:
-            app_handlers.run_audit_request(["none"], ["gaussian"], "gaussian=4", 3, 0, "dlib", zpath.read_bytes(),
+            audit_tab.run_audit_request(["none"], ["gaussian"], "gaussian=4", 3, 0, "dlib", zpath.read_bytes(),
                                            None, work=Path(work))
 
-    call(app.playground_request, str(EXAMPLES / "generated-0.png"), "face", "clean", "gaussian", 3.0)  # load models
+    call(playground_request, str(EXAMPLES / "generated-0.png"), "face", "clean", "gaussian", 3.0)  # load models
     one_round()  # first touch of every path (lazy imports, caches)
     gc.collect()
     tracemalloc.start()

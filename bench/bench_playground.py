@@ -18,7 +18,12 @@ import statistics
 import time
 
 from deblur import degrade as D
-from deblur import playground as P
+from deblur.faces import CROP_SIZE
+from deblur.io import load_image
+from deblur.playground import metrics_table, prepare
+from ui.common import EXAMPLES_DIR
+from ui.playground import run_playground
+from ui.uploads import read_photo
 
 
 def _ms(seconds: list[float]) -> float:
@@ -28,23 +33,23 @@ def _ms(seconds: list[float]) -> float:
 def bench_kind(photo: str, kind: str, repeats: int) -> list[tuple[str, float]]:
     """Median timings (ms) of the parts of one playground request for degradation ``kind``."""
     strength = D.STRENGTHS[kind].default
-    P.run_playground(photo, "face", "clean", kind, strength)  # warm-up: loads models, detector, embedder
+    run_playground(photo, "face", "clean", kind, strength)  # warm-up: loads models, detector, embedder
     base, crop, total, metrics = [], [], [], []
     per_restorer: dict[str, list[float]] = {}
     for _ in range(repeats):
         t0 = time.perf_counter()
-        P.degrade_upload(photo, kind, strength)
+        D.quantize(D.degrade(load_image(photo), kind, strength))
         base.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        P.prepare(P.read_upload(photo), "face")
+        prepare(read_photo(photo), "face")
         crop.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        result = P.run_playground(photo, "face", "clean", kind, strength)
+        result = run_playground(photo, "face", "clean", kind, strength)
         total.append(time.perf_counter() - t0)
         for rec in result.reconstructions:
             per_restorer.setdefault(rec.label, []).append(rec.seconds)
         t0 = time.perf_counter()
-        P.metrics_table(result, P.prepare(P.read_upload(photo), "face"), "face")
+        metrics_table(result, prepare(read_photo(photo), "face"), "face")
         metrics.append(time.perf_counter() - t0 - crop[-1])  # minus the re-crop it needed
     rows = [("baseline: read + degrade + quantize", _ms(base)), ("read + face detection + crop", _ms(crop))]
     rows += [(f"restorer: {label}", _ms(times)) for label, times in per_restorer.items()]
@@ -55,7 +60,7 @@ def bench_kind(photo: str, kind: str, repeats: int) -> list[tuple[str, float]]:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print one table per degradation."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photo", default=str(P.EXAMPLES_DIR / "generated-0.png"))
+    parser.add_argument("--photo", default=str(EXAMPLES_DIR / "generated-0.png"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch/OpenCV threads per request (the app uses cores / concurrency limit)")
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    print(f"photo {args.photo}, face crop {P.CROP_SIZE}×{P.CROP_SIZE}, {args.threads} thread(s), "
+    print(f"photo {args.photo}, face crop {CROP_SIZE}×{CROP_SIZE}, {args.threads} thread(s), "
           f"median of {args.repeats} after a warm-up, torch {torch.__version__}, CPU, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f} at start")
     for kind in D.STRENGTHS:

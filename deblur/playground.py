@@ -1,11 +1,13 @@
-"""Playground handlers: plain typed functions the Gradio app wires up and tests call directly.
+"""What the Playground computes, without any UI: restore one photo with every restorer and measure each output.
 
-One request: read the upload safely (:mod:`deblur.io`), cut the face (or shrink the whole image), degrade it
-(or take the user's already-degraded photo as is), run every restorer that :func:`deblur.restore.restorers_for`
-offers for that degradation, and measure each output: PSNR/SSIM against the original and identity distance
-(dlib embedding, L2) to the original and to the degraded input.
+One request: cut the face (or shrink the whole image) with :func:`prepare`, degrade it (or take the user's
+already-degraded photo as is), run every restorer that :func:`deblur.restore.restorers_for` offers for that
+degradation, and measure each output (:func:`restore_and_measure`): PSNR/SSIM against the original and identity
+distance (dlib embedding, L2) to the original and to the degraded input.
 
-Nothing heavy happens at import: restorers and the embedder are built on first use and cached.
+Errors are plain exceptions with a message for the user (``ValueError`` and its subclasses
+:class:`~deblur.faces.NoFaceError`, :class:`~deblur.restore.WeightsError`); the UI (:mod:`ui.playground`) shows
+them. Nothing heavy happens at import: restorers and the embedder are built on first use and cached.
 """
 
 from __future__ import annotations
@@ -13,80 +15,25 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
-import gradio as gr
 import numpy as np
 import pandas as pd
 
 from deblur import degrade as D
-from deblur.degrade import to_uint8
 from deblur.embed import PUBLISHED_THRESHOLDS, get_embedder, l2_distance
 from deblur.faces import CROP_SIZE, FaceCrop, NoFaceError, crop_face, face_crop
-from deblur.io import ImageError, load_image
-from deblur.restore import WEIGHTS_DIR, restorer_names, restorers_for
-from deblur.strengths import check_strength
+from deblur.metrics import psnr, ssim
+from deblur.restore import restorers_for
+from deblur.strengths import STRENGTHS, check_strength
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
-DEGRADATION_LABELS = {"gaussian": "Gaussian blur", "pixelate": "Pixelation", "motion": "Motion blur"}
 MODES = {"face": "Face crop (detected, aligned, 128×128)", "whole": "Whole image (shrunk to ≤ 512 px per side)"}
 SOURCES = {"clean": "A clean photo: degrade it here", "degraded": "My photo is already blurred / pixelated"}
 WHOLE_MAX_SIDE = 512  # restorers and the embedder stay interactive on CPU at this size
-MAX_SLOTS = 12  # upper bound on reconstruction panels the app lays out; the table always lists every restorer
-CAPTION = "AI reconstruction — may invent detail; not the real face"
 # dlib's own same-person threshold, calibrated on real photos (LFW). On generated faces it is too lenient
 # (see ASSETS.md), so the app calls it a rough guide, and the audit calibrates its own.
 IDENTITY_THRESHOLD = PUBLISHED_THRESHOLDS["dlib"].distance  # dlib's published same-person L2
 EMBEDDER = "dlib"
-
-
-def example_photos() -> list[Path]:
-    """The bundled example photos (see examples/SOURCES.md)."""
-    return sorted(EXAMPLES_DIR.glob("*.png"))
-
-
-def read_upload(path: str | None) -> np.ndarray:
-    """Load an uploaded file, turning every bad-input case into a ``gr.Error`` the user can act on."""
-    if not path:
-        raise gr.Error("Upload a photo, take one with the webcam, or pick an example first.")
-    try:
-        return load_image(path)
-    except (ImageError, FileNotFoundError) as exc:
-        raise gr.Error(str(exc)) from exc
-
-
-def degrade_upload(path: str | None, kind: str, strength: float) -> np.ndarray:
-    """Degrade an uploaded photo; returns the degraded image (float32 HxWx3)."""
-    img = read_upload(path)
-    try:
-        return D.quantize(D.degrade(img, kind, strength))
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
-
-
-def slot_count(weights_dir: Path = WEIGHTS_DIR) -> int:
-    """Reconstruction panels to lay out: the most restorers (except ``"none"``) any degradation has.
-
-    Reads only the weights manifest and the classical table, so building the app loads no model.
-    """
-    counts = [sum(1 for name in restorer_names(kind, weights_dir) if name != "none") for kind in D.STRENGTHS]
-    return max(1, min(MAX_SLOTS, max(counts)))
-
-
-def strength_slider(kind: str, source: str = "clean") -> dict:
-    """Slider settings (range, step, default, label) for degradation ``kind``, as a ``gr.update`` dict.
-
-    Args:
-        kind: ``"gaussian"``, ``"pixelate"`` or ``"motion"``.
-        source: ``"clean"`` (we degrade) or ``"degraded"`` (the value is the user's guess).
-    """
-    if kind not in D.STRENGTHS:
-        raise gr.Error(f"Unknown degradation {kind!r}; choose one of {', '.join(D.STRENGTHS)}.")
-    spec = D.STRENGTHS[kind]
-    what = "your guess of the " if source == "degraded" else ""
-    label = f"Strength: {what}{spec.name}, in pixels of the processed image"
-    return gr.update(minimum=spec.low, maximum=spec.high, step=spec.step, value=spec.default, label=label)
 
 
 def restorers(kind: str) -> dict:
@@ -131,14 +78,15 @@ def prepare(img: np.ndarray, mode: str, whole_image_hint: bool = True) -> Prepar
         whole_image_hint: suggest the 'Whole image' mode when no face is found (only where the tab has it).
 
     Raises:
-        gr.Error: no face found in face-crop mode, or an unknown mode.
+        NoFaceError: no face found in face-crop mode (the message says what to try).
+        ValueError: an unknown mode.
     """
     if mode == "face":
         try:
             crop = face_crop(img, CROP_SIZE)
         except NoFaceError as exc:
             hint = " Or switch to 'Whole image' mode to process the photo without a face crop." * whole_image_hint
-            raise gr.Error(f"No face found in this photo: {exc}.{hint}") from exc
+            raise NoFaceError(f"No face found in this photo: {exc}.{hint}") from exc
         scale = float(np.hypot(*crop.matrix[0, :2]))
         return Prepared(crop.image, crop,
                         f"Face detected and aligned into a {CROP_SIZE}×{CROP_SIZE} crop (scaled ×{scale:.2f}).")
@@ -153,7 +101,7 @@ def prepare(img: np.ndarray, mode: str, whole_image_hint: bool = True) -> Prepar
         if where is None:
             note += " No face found, so identity distances are not measured."
         return Prepared(small, where, note)
-    raise gr.Error(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
+    raise ValueError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
 
 
 @dataclass
@@ -241,8 +189,6 @@ def metrics_table(result: PlaygroundResult, prepared: Prepared, mode: str) -> pd
     Identity distance is the L2 distance between dlib face embeddings (0 = identical; dlib calls < 0.6 the
     same person on real photos). Reference metrics are NaN when there is no original.
     """
-    from deblur.metrics import psnr, ssim
-
     emb = embedder()
 
     def embed(img: np.ndarray) -> np.ndarray | None:
@@ -293,34 +239,39 @@ def _summary(result: PlaygroundResult) -> str:
     return "\n\n".join(lines)
 
 
-def run_playground(path: str | np.ndarray | None, mode: str, source: str, kind: str,
-                   strength: float) -> PlaygroundResult:
-    """One playground request, end to end.
+def check_request(source: str, kind: str, strength: float) -> float:
+    """Validate a request's settings; returns the strength as a float.
+
+    Raises:
+        ValueError: an unknown source or degradation, or a strength that is invalid or outside the offered range
+            (the message names the valid ones).
+    """
+    if source not in SOURCES:
+        raise ValueError(f"Unknown source {source!r}; choose one of {', '.join(SOURCES)}.")
+    if kind not in STRENGTHS:
+        raise ValueError(f"Unknown degradation {kind!r}; choose one of {', '.join(STRENGTHS)}.")
+    strength = check_strength(kind, strength)
+    spec = STRENGTHS[kind]
+    if not spec.low <= strength <= spec.high:  # the offered range also bounds the work one request can ask for
+        raise ValueError(f"{kind} takes {spec.name} from {spec.low:g} to {spec.high:g} here; got {strength:g}.")
+    return strength
+
+
+def restore_and_measure(prepared: Prepared, mode: str, source: str, kind: str, strength: float) -> PlaygroundResult:
+    """One playground request on a prepared photo, end to end.
 
     Args:
-        path: uploaded photo file, or the photo already read (``HxWx3`` float32, as the app passes it).
-        mode: ``"face"`` (detect + align a 128×128 crop) or ``"whole"`` (whole image, long side ≤ 512).
+        prepared: the photo as :func:`prepare` cut it.
+        mode: the ``mode`` it was prepared with: ``"face"`` (aligned 128×128 crop) or ``"whole"``.
         source: ``"clean"`` (degrade it here, reference metrics available) or ``"degraded"`` (the upload is
             already blurred/pixelated; ``strength`` is the user's guess, given to non-blind restorers).
         kind: ``"gaussian"``, ``"pixelate"`` or ``"motion"``.
         strength: σ / block size / kernel length in pixels of the processed image.
 
     Raises:
-        gr.Error: bad upload, no face in face-crop mode, invalid degradation or strength.
+        ValueError: invalid settings (see :func:`check_request`), or weights that cannot be loaded.
     """
-    if source not in SOURCES:
-        raise gr.Error(f"Unknown source {source!r}; choose one of {', '.join(SOURCES)}.")
-    if kind not in D.STRENGTHS:
-        raise gr.Error(f"Unknown degradation {kind!r}; choose one of {', '.join(D.STRENGTHS)}.")
-    try:
-        strength = check_strength(kind, strength)
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
-    spec = D.STRENGTHS[kind]
-    if not spec.low <= strength <= spec.high:  # the offered range also bounds the work one request can ask for
-        raise gr.Error(f"{DEGRADATION_LABELS[kind]} takes {spec.name} from {spec.low:g} to {spec.high:g} here; "
-                       f"got {strength:g}.")
-    prepared = prepare(path if isinstance(path, np.ndarray) else read_upload(path), mode)
+    strength = check_request(source, kind, strength)
     if source == "clean":
         original = D.quantize(prepared.image)  # 8-bit, as shown and downloaded: metrics reproduce from the PNGs
         degraded = D.quantize(D.degrade(original, kind, strength))
@@ -336,22 +287,3 @@ def run_playground(path: str | np.ndarray | None, mode: str, source: str, kind: 
     result.table = metrics_table(result, prepared, mode)
     result.reading = _summary(result)
     return result
-
-
-def outputs_for_ui(result: PlaygroundResult, slots: int) -> list:
-    """Flatten a result into the app's output components: original, degraded, ``slots`` sliders, table, reading."""
-    degraded8 = to_uint8(result.degraded)
-    shown = [rec for rec in result.reconstructions if rec.name != "none"]  # "none" is the degraded image itself
-    sliders = []
-    for i in range(slots):
-        if i < len(shown):
-            rec = shown[i]
-            sliders.append(gr.update(value=(degraded8, to_uint8(rec.image)), visible=True,
-                                     label=f"{rec.label}: {CAPTION}"))
-        else:
-            sliders.append(gr.update(value=None, visible=False))
-    reading = result.reading
-    if len(shown) > slots:
-        reading += f"\n\nOnly the first {slots} reconstructions are shown as images; the table lists all."
-    original = None if result.original is None else to_uint8(result.original)
-    return [original, degraded8, *sliders, result.table, reading]

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from audit import app_handlers as H
+from ui import audit_tab as H
 
 TINY = {"models": ["wiener", "none"], "kinds": ["gaussian"], "strengths": "gaussian=4", "n": 4, "seed": 0}
 

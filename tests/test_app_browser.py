@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from deblur.playground import EXAMPLES_DIR
+from ui.common import EXAMPLES_DIR
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.browser

@@ -24,9 +24,9 @@ def client(app_server) -> Client:
 
 
 def _slots() -> int:
-    import app
+    from ui.playground import reconstruction_slots
 
-    return app.reconstruction_slots()
+    return reconstruction_slots()
 
 
 def run_playground(client: Client, path, mode: str, source: str, kind: str, strength: float) -> tuple:
@@ -111,7 +111,7 @@ def test_awkward_uploads_work_through_the_server(client, tmp_path, name):
 def test_audit_endpoint_runs_the_engine_and_serves_the_csv(client):
     import pandas as pd
 
-    from audit.app_handlers import MAX_FIGURES
+    from ui.audit_tab import MAX_FIGURES
 
     out = client.predict(["wiener", "none"], ["motion"], "motion=15", 3, 0, "dlib", None, None, "builtin",
                          api_name="/audit")
@@ -132,7 +132,7 @@ def test_import_and_build_load_no_model(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, app; app.build_app(); from deblur import playground as P; "
+    code = ("import sys, app; app.build_app(); "
             "heavy = [m for m in ('torch', 'dlib', 'facenet_pytorch') if m in sys.modules]; "
             "assert not heavy, heavy; from deblur.restore import cache_size; assert cache_size() == 0")
     env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path)}

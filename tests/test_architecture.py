@@ -127,8 +127,6 @@ def test_no_import_cycle_among_our_modules():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-@pytest.mark.xfail(strict=True, reason="playground, app_handlers and safety_handlers until the ui/ package lands "
-                   "(arch-ui, issue 12 part A): delete this marker then")
 def test_only_the_ui_imports_gradio():
     offenders = sorted(name for name, path in our_modules().items()
                        if not (name == "app" or name == "ui" or name.startswith("ui."))
@@ -177,10 +175,7 @@ def test_the_lazy_import_checker(tmp_path):
 
 # Modules whose lazy imports their owners are still reviewing (issue 12): module -> owner. The test below fails
 # when one of them is clean, so that its entry is removed here and it stays clean.
-PENDING_LAZY_IMPORTS = {
-    "app": "arch-ui", "audit.app_handlers": "arch-ui", "audit.safety_handlers": "arch-ui",
-    "deblur.playground": "arch-ui", "deblur.embed": "lead",
-}
+PENDING_LAZY_IMPORTS = {"deblur.embed": "lead"}
 
 
 def test_imports_are_at_the_top_unless_a_comment_says_why():

@@ -145,3 +145,32 @@ def test_texture_patches_and_artifacts_are_seeded():
     assert out.shape == img.shape and not np.array_equal(out, img)
     with pytest.raises(ValueError):
         texture.photo_artifacts(1.5, 0)
+
+
+def test_collapse_flags_a_too_strong_deconvolution(real):
+    from deblur.metrics import collapse
+    from deblur.restore.classical import WienerRestorer
+
+    crop = real[16:144, 16:144]
+    degraded = degrade.quantize(degrade.gaussian(crop, 1.7))
+    wiener = WienerRestorer("gaussian")
+    assert collapse(degraded, wiener.restore(degraded, 1.7)).verdict == "ok"
+    bad = collapse(degraded, wiener.restore(degraded, 6.0))
+    assert bad.verdict == "collapsed" and (bad.gradient_ratio > 2.5 or bad.clipped_gain > 0.08)
+    assert collapse(degraded, degraded).verdict == "ok"
+
+
+def test_estimate_photo_states_photo_and_crop_pixels():
+    from deblur.blind import estimate_photo
+
+    photo = load_image("examples/astronaut.png")  # 512 px real photo
+    blurred = degrade.quantize(degrade.motion(photo, 21))
+    # a crop map like deblur.faces makes: the 256-px face square at (130, 0) scaled to 128 px (x0.5)
+    matrix = np.array([[0.5, 0.0, -65.0], [0.0, 0.5, 0.0]])
+    reading = estimate_photo(blurred, matrix)
+    assert reading.region == (130, 0, 386, 256)
+    assert reading.photo.kind == "motion" and reading.photo.strength == pytest.approx(21, abs=2.5)
+    assert reading.scale == pytest.approx(0.5)
+    assert reading.processed.strength == pytest.approx(reading.photo.strength * 0.5, abs=0.01)
+    text = reading.text("the 128-px face crop")
+    assert "of your photo" in text and "of the 128-px face crop" in text

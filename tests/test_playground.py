@@ -11,11 +11,16 @@ import pytest
 from PIL import Image
 
 from deblur import degrade as D
-from deblur import playground as P
+from deblur import playground as compute
+from deblur.degrade import to_uint8
+from deblur.faces import CROP_SIZE
 from deblur.metrics import psnr
+from ui import playground as P
+from ui.common import EXAMPLES_DIR
+from ui.uploads import read_photo
 
-FACE = P.EXAMPLES_DIR / "generated-0.png"
-ASTRONAUT = P.EXAMPLES_DIR / "astronaut.png"
+FACE = EXAMPLES_DIR / "generated-0.png"
+ASTRONAUT = EXAMPLES_DIR / "astronaut.png"
 
 
 def make_bad_uploads(folder: Path) -> dict[str, Path]:
@@ -63,15 +68,15 @@ def test_strength_slider_follows_the_degradation(kind):
 def test_slot_count_covers_every_degradation():
     slots = P.slot_count()
     for kind in D.STRENGTHS:
-        shown = [name for name in P.restorers(kind) if name != "none"]
+        shown = [name for name in compute.restorers(kind) if name != "none"]
         assert len(shown) <= slots or slots == P.MAX_SLOTS
 
 
 @pytest.mark.parametrize(("kind", "strength"), [("gaussian", 3.0), ("pixelate", 8), ("motion", 15)])
 def test_face_crop_run_measures_every_restorer(kind, strength):
     result = P.run_playground(str(FACE), "face", "clean", kind, strength)
-    assert result.original.shape == result.degraded.shape == (P.CROP_SIZE, P.CROP_SIZE, 3)
-    expected = P.restorers(kind)
+    assert result.original.shape == result.degraded.shape == (CROP_SIZE, CROP_SIZE, 3)
+    expected = compute.restorers(kind)
     assert [r.name for r in result.reconstructions] == list(expected)
     table = result.table.set_index("restorer")
     assert len(table) == len(expected)
@@ -95,8 +100,8 @@ def test_face_crop_run_measures_every_restorer(kind, strength):
 
 def test_already_degraded_upload_has_no_reference_metrics(tmp_path):
     photo = tmp_path / "blurred.png"
-    clean = P.read_upload(str(FACE))
-    Image.fromarray(P.to_uint8(D.degrade(clean, "gaussian", 2.0))).save(photo)
+    clean = read_photo(FACE)
+    Image.fromarray(to_uint8(D.degrade(clean, "gaussian", 2.0))).save(photo)
     result = P.run_playground(str(photo), "face", "degraded", "gaussian", 2.0)
     assert result.original is None
     assert result.table["PSNR (dB)"].isna().all() and result.table["SSIM"].isna().all()
@@ -126,7 +131,7 @@ def test_outputs_for_ui_fill_fixed_slots():
     for rec, update in zip(shown, sliders, strict=False):
         assert update["visible"] and P.CAPTION in update["label"]
         left, right = update["value"]
-        assert np.array_equal(left, P.to_uint8(result.degraded)) and np.array_equal(right, P.to_uint8(rec.image))
+        assert np.array_equal(left, to_uint8(result.degraded)) and np.array_equal(right, to_uint8(rec.image))
     assert all(not u["visible"] for u in sliders[len(shown):])
 
 
@@ -151,7 +156,7 @@ def test_missing_upload_and_bad_parameters_raise():
 
 @pytest.mark.parametrize("name", ["gray", "rgba", "exif"])
 def test_awkward_but_valid_uploads_work(bad, name):
-    upright = P.prepare(P.read_upload(str(ASTRONAUT)), "face").image
+    upright = compute.prepare(read_photo(ASTRONAUT), "face").image
     result = P.run_playground(str(bad[name]), "face", "clean", "gaussian", 2.0)
     # EXIF rotation applied: the crop is the same face as from the upright file (a 90° turn would not be)
     if name == "exif":
@@ -184,7 +189,7 @@ def test_learned_restorers_from_a_manifest_show_up_as_panels_and_rows(tmp_path, 
         {"models": {f"{model_name}-gaussian": {"file": "m.pt", "degradation": "gaussian",
                                                "sha256": sha256_file(tmp_path / "m.pt"),
                                                "label": f"{model_name} (untrained, test)"}}}))
-    monkeypatch.setattr(P, "restorers", lambda kind: restorers_for(kind, weights_dir=tmp_path, device="cpu"))
+    monkeypatch.setattr(compute, "restorers", lambda kind: restorers_for(kind, weights_dir=tmp_path, device="cpu"))
     # one more panel than the classical restorers alone (no manifest)
     assert P.slot_count(tmp_path) == P.slot_count(tmp_path / "no-manifest") + 1
     for mode in ("face", "whole"):  # whole: 512×512, not a multiple of every model's stride
@@ -195,3 +200,22 @@ def test_learned_restorers_from_a_manifest_show_up_as_panels_and_rows(tmp_path, 
         assert row["family"] == "learned" and math.isfinite(row["PSNR (dB)"])
         ui = P.outputs_for_ui(result, P.slot_count(tmp_path))
         assert any(u.get("visible") and learned[0].label in u["label"] for u in ui[2:-2])
+
+
+def test_tampered_weights_reach_the_user_as_a_clear_error(tmp_path, monkeypatch):
+    """A flipped byte in a shipped model: the playground refuses it and names the file (no generic 'Error')."""
+    import shutil
+
+    from deblur.restore import WEIGHTS_DIR, offered_models, restorers_for
+
+    entry = next(iter(offered_models(WEIGHTS_DIR, "gaussian").values()), None)
+    if entry is None:
+        pytest.skip("no shipped gaussian model in weights/")
+    copy = tmp_path / "weights"
+    shutil.copytree(WEIGHTS_DIR, copy)
+    data = bytearray((copy / entry["file"]).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / entry["file"]).write_bytes(bytes(data))
+    monkeypatch.setattr(compute, "restorers", lambda kind: restorers_for(kind, weights_dir=copy, device="cpu"))
+    with pytest.raises(gr.Error, match=entry["file"] + ".*sha256"):
+        P.run_playground(str(FACE), "face", "clean", "gaussian", 3.0)

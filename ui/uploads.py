@@ -30,10 +30,11 @@ from gradio import utils as gr_utils
 from PIL import Image, UnidentifiedImageError
 
 from deblur.io import ImageError, decode_image
-from deblur.playground import example_photos
+from ui.common import example_photos
 
 __all__ = ["BLOCKS_OPTIONS", "LAUNCH_OPTIONS", "MAX_FILE_SIZE", "MEMORY_TTL_S", "OUTPUT_LIFETIME_S", "SWEEP_S",
-           "cache_dir", "consume", "kept_photo", "photo_input", "publish", "publish_bytes", "take_photo"]
+           "cache_dir", "consume", "kept_photo", "photo_input", "publish", "publish_bytes", "read_photo",
+           "take_photo"]
 
 # Outputs live this long so the browser (or an API client) can fetch them; FACEDRIFT_OUTPUT_LIFETIME (seconds)
 # shortens it, e.g. in tests.
@@ -113,6 +114,19 @@ def take_photo(path: str | None, kept: dict | None) -> tuple[np.ndarray, dict]:
         return decode_image(data, f"'{Path(path).name}'"), kept
     except ImageError as exc:
         raise gr.Error(f"{exc}. Upload a regular photo (PNG, JPEG, WebP, BMP, TIFF).") from exc
+
+
+def read_photo(photo: str | os.PathLike | np.ndarray | None) -> np.ndarray:
+    """A photo for a handler that is called with an image already read, or with a file (tests, benchmarks).
+
+    A file in Gradio's cache is deleted once read, exactly as :func:`take_photo` does.
+
+    Raises:
+        gr.Error: no photo, a file that is gone, or not a readable image.
+    """
+    if isinstance(photo, np.ndarray):
+        return photo
+    return take_photo(None if photo is None else str(photo), None)[0]
 
 
 def publish(path: str | os.PathLike) -> str:

@@ -183,7 +183,8 @@ def write_card(name: str, entry: dict, cards_dir: str | Path = "weights/cards") 
            f"{entry['data'].get('jpeg_p', 0):g} and given sensor noise with probability "
            f"{entry['data'].get('noise_p', 0):g} after the degradation." if entry["data"].get("texture_patches")
            else ".")
-        + (f" Faces: {entry['data']['subset']}." if entry["data"].get("subset") else ""), "",
+        + (f" Faces: {entry['data']['subset']}." if entry["data"].get("subset") else "")
+        + (f" Selection: {entry['data']['selection']}." if entry["data"].get("selection") else ""), "",
         f"## Held-out metrics ({test['test_faces']} test-split faces, degraded and rounded to 8 bits)", "",
         "Classical baseline = `deblur.restore.classical.classical_estimate` (non-blind: Wiener with an identity "
         "regulariser for blur, bicubic of the block grid for pixelation).", "", *rows, "", *_verdict(test),

@@ -1,9 +1,9 @@
-"""Audit-tab handlers: a thin layer over :func:`audit.engine.run_audit`, the engine ``python -m audit`` runs.
+"""The Audit tab: a thin layer over :func:`audit.engine.run_audit`, the engine ``python -m audit`` runs.
 
-The app collects the same settings as the CLI (restorers, degradations, strengths, sample size, seed,
-embedder, data), builds an :class:`audit.engine.AuditConfig`, runs it into a per-request temporary folder and
-hands back the group table, the report's plotly figures and the CSV files. An uploaded data zip is extracted
-into its own temporary folder and deleted when the request ends.
+Layout and handlers together. The tab collects the same settings as the CLI (restorers, degradations,
+strengths, sample size, seed, embedder, data), builds an :class:`audit.config.AuditConfig`, runs it into a
+per-request temporary folder and hands back the group table, the report's plotly figures and the CSV files. An
+uploaded data zip is extracted into its own temporary folder and deleted when the request ends.
 """
 
 from __future__ import annotations
@@ -20,13 +20,17 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from audit import report
 from audit.data.fairface import ATTRIBUTION
 from audit.engine import AuditConfig, run_audit
 from deblur.restore import WEIGHTS_DIR, restorer_names
 from deblur.strengths import AUDIT_GRID, STRENGTHS, format_grid, parse_strengths
+from ui import uploads
+from ui.common import DEGRADATION_LABELS, ON_SPACES, gpu
+from ui.errors import user_errors
 
-__all__ = ["AuditRun", "DEFAULT_STRENGTHS", "MAX_FIGURES", "TABLE_COLUMNS", "extract_zip", "model_choices",
-           "outputs_for_ui", "parse_strengths_text", "run_audit_request"]
+__all__ = ["AuditRun", "DEFAULT_STRENGTHS", "MAX_FIGURES", "TABLE_COLUMNS", "audit_request", "extract_zip",
+           "model_choices", "outputs_for_ui", "parse_strengths_text", "run_audit_request", "tab"]
 
 DEFAULT_STRENGTHS = format_grid(AUDIT_GRID)
 MAX_FIGURES = 8  # the report makes 2 per group attribute + 1 (3 predicted attributes → 7)
@@ -219,8 +223,6 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
     finally:
         if upload_dir is not None:
             shutil.rmtree(upload_dir, ignore_errors=True)  # uploaded faces never outlive the request
-    from audit import report
-
     try:
         table = pd.read_csv(result.groups_csv)
     except (FileNotFoundError, pd.errors.EmptyDataError):  # every face failed: the status says how many
@@ -244,3 +246,62 @@ def outputs_for_ui(run: AuditRun, slots: int = MAX_FIGURES, publish: Callable[[P
     download = (gr.update(value=publish(run.groups_csv), visible=True) if run.groups_csv
                 else gr.update(visible=False))
     return [run.status, shown, download, [publish(p) for p in run.files], *plots]
+
+
+@gpu
+@user_errors
+def audit_request(models: list[str], kinds: list[str], strengths: str, n: float, seed: float, embedder: str,
+                  data_zip: str | None, labels_csv: str | None, dataset: str = "builtin",
+                  progress: gr.Progress = gr.Progress()) -> list:  # noqa: B008 - Gradio injects progress via the default
+    """The Run button: the engine of ``python -m audit``, with live progress."""
+
+    def report_progress(stage: str, done: int, total: int) -> None:
+        progress((done, total), desc=STAGES.get(stage, stage), unit="faces")
+
+    # Uploads are read into memory and deleted before any work; the report is written into a temporary folder
+    # that is deleted as soon as its files are published into Gradio's cache (which expires them).
+    zip_bytes = uploads.consume(data_zip) if data_zip else None
+    csv_bytes = uploads.consume(labels_csv) if labels_csv else None
+    with tempfile.TemporaryDirectory(prefix="facedrift-audit-") as work:
+        run = run_audit_request(models, kinds, strengths, int(n), int(seed), embedder, zip_bytes, csv_bytes,
+                                dataset=dataset, allow_upload=not ON_SPACES, progress=report_progress,
+                                work=Path(work), zip_name=Path(data_zip).name if data_zip else None)
+        return outputs_for_ui(run, publish=uploads.publish)
+
+
+def tab() -> None:
+    """Lay out the Audit tab and wire its events (inside a ``gr.Blocks``)."""
+    with gr.Tab("Audit", id="audit"):
+        gr.Markdown(
+            "Measure how much each restorer changes **who** a face is, per group of people. Same engine as "
+            "`python -m audit`. The built-in faces are synthetic and their groups are *predicted*; keep the sample "
+            "small here (about 1 s per face and setting on a CPU) and use the command line for full runs."
+        )
+        with gr.Row():
+            with gr.Column():
+                models = gr.CheckboxGroup(model_choices(), label="Restorers (none ticked = all)")
+                kinds = gr.CheckboxGroup([(v, k) for k, v in DEGRADATION_LABELS.items()],
+                                         value=["gaussian"], label="Degradations")
+                strengths = gr.Textbox(value=DEFAULT_STRENGTHS, label="Strengths (px of the 128-px crop)",
+                                       info="kind=a,b per degradation; bare numbers apply to all")
+            with gr.Column():
+                n = gr.Slider(2, 400, value=24, step=1, label="Sample size (faces)")
+                seed = gr.Number(value=0, precision=0, label="Seed")
+                embedder = gr.Dropdown(["dlib", "facenet"], value="dlib", label="Identity embedder",
+                                       info="facenet needs its VGGFace2 weights (not bundled)")
+                dataset = gr.Radio([(v, k) for k, v in DATASETS.items()], value="builtin",
+                                   label="Faces", info=FAIRFACE_CREDIT)
+                with gr.Accordion("Your own data (local runs only)", open=False, visible=not ON_SPACES):
+                    gr.Markdown("A zip of face images plus a labels CSV (`path` relative to the zip, then group "
+                                "columns). Extracted to a temporary folder and deleted after the run.")
+                    data_zip = gr.File(label="Images (.zip)", file_types=[".zip"], type="filepath")
+                    labels_csv = gr.File(label="Labels (.csv)", file_types=[".csv"], type="filepath")
+        run = gr.Button("Run audit", variant="primary")
+        status = gr.Markdown()
+        table = gr.Dataframe(label="Per-group results (groups.csv, main columns)", interactive=False, wrap=True)
+        with gr.Row():
+            download = gr.DownloadButton("Download group report (CSV)", visible=False)
+            files = gr.File(label="All report files", file_count="multiple", interactive=False)
+        plots = [gr.Plot(visible=False) for _ in range(MAX_FIGURES)]
+        run.click(audit_request, [models, kinds, strengths, n, seed, embedder, data_zip, labels_csv, dataset],
+                  [status, table, download, files, *plots], api_name="audit")

@@ -1,8 +1,9 @@
-"""The app's "Is this blur safe?" tab: layout and a plain handler over :func:`audit.safety.sweep_face`.
+"""The "Is this blur safe?" tab: layout and handlers over :func:`audit.safety.sweep_face`.
 
-The app's handler reads and deletes the upload (``ui.uploads``), then :func:`safety_outputs` cuts the aligned
-128-px face crop the playground's way, sweeps every obscuring kind, and returns one plotly figure per kind, the
-recommendation table, and the obscured faces as metadata-free PNGs the app publishes (Gradio's cache, expired).
+The Run handler reads and deletes the upload (:func:`ui.uploads.take_photo`), cuts the aligned 128-px face crop
+with the playground's :func:`deblur.playground.prepare`, sweeps every obscuring kind, and returns one plotly
+figure per kind, the recommendation table, and the obscured faces as metadata-free PNGs published into
+Gradio's cache (which expires them).
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ import numpy as np
 import pandas as pd
 
 from audit import safety
+from deblur.playground import embedder, prepare
+from ui import uploads
+from ui.common import example_photos
+from ui.errors import user_errors
+from ui.uploads import read_photo
 
-__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "run_safety", "safety_outputs", "safety_tab"]
+__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "run_safety", "safety_outputs", "safety_request", "tab"]
 
 PLOT_KINDS = tuple(k for k in safety.KINDS if k != "fill")  # fill has no strength axis: table + image only
 TABLE_COLUMNS = ["degradation", "recommended", "in your photo (px)", "first safe", "tested up to", "closest restorer",
@@ -31,9 +37,10 @@ def _photo_scale(prepared) -> float:
     return float(np.hypot(*prepared.where.matrix[0, :2]))
 
 
-def run_safety(path: str | np.ndarray | None, margin: float = 0.0,
+@user_errors
+def run_safety(photo: str | np.ndarray | None, margin: float = 0.0,
                progress: Callable[[float, str], None] | None = None) -> tuple[safety.SweepResult, float]:
-    """Read an upload (or take the photo already read), crop its face and sweep it.
+    """Read a photo (a file, or the image already read), cut its face the playground's way and sweep it.
 
     Returns:
         The sweep and the crop's scale (crop pixels per photo pixel).
@@ -41,17 +48,11 @@ def run_safety(path: str | np.ndarray | None, margin: float = 0.0,
     Raises:
         gr.Error: no upload, unreadable file, no face, or a bad margin.
     """
-    from deblur import playground
-
-    img = path if isinstance(path, np.ndarray) else playground.read_upload(path)
-    prepared = playground.prepare(img, "face", whole_image_hint=False)
-    try:
-        # An upload is a real photo: a gallery of generated faces cannot judge it (it is always nearest its own
-        # original there), so the verdict is the identity model's published threshold alone.
-        result = safety.sweep_face(prepared.image, gallery=None, embedder=playground.embedder(),
-                                   margin=float(margin), require_face=False, progress=progress)
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
+    prepared = prepare(read_photo(photo), "face", whole_image_hint=False)  # the tab has no whole-image mode
+    # An upload is a real photo: a gallery of generated faces cannot judge it (it is always nearest its own
+    # original there), so the verdict is the identity model's published threshold alone.
+    result = safety.sweep_face(prepared.image, gallery=None, embedder=embedder(), margin=float(margin),
+                               require_face=False, progress=progress)
     return result, _photo_scale(prepared)
 
 
@@ -109,18 +110,17 @@ def safety_outputs(image: np.ndarray, margin: float, publish_bytes: Callable[[by
     return [*figures, recommendation_table(result, scale), images, files, reading(result)]
 
 
-def safety_tab(handler: Callable, photo_factory: Callable[..., gr.Image],
-               memory_factory: Callable[[], gr.State]) -> None:
-    """'Is this blur safe?': sweep obscuring strengths on a face against every restorer.
+@user_errors
+def safety_request(path: str | None, margin: float, kept: dict | None = None,
+                   progress: gr.Progress = gr.Progress()) -> list:  # noqa: B008 - Gradio injects progress via the default
+    """The Run button: read and delete the upload, sweep it, publish the obscured faces."""
+    image, kept = uploads.take_photo(path, kept)
+    outputs = safety_outputs(image, margin, uploads.publish_bytes, progress=lambda f, msg: progress(f, desc=msg))
+    return [*outputs, kept]
 
-    Args:
-        handler: the Run handler, ``handler(path, margin, memory) -> [*plots, table, gallery, files, reading,
-            memory]`` (the app reads and deletes the upload, then calls :func:`safety_outputs`).
-        photo_factory: builds the upload component (the app's guarded ``photo_input``).
-        memory_factory: builds the tab's memory of the last photo (a ``gr.State``).
-    """
-    from deblur import playground
 
+def tab() -> None:
+    """Lay out the 'Is this blur safe?' tab and wire its events (inside a ``gr.Blocks``)."""
     with gr.Tab("Is this blur safe?", id="safety"):
         gr.Markdown(
             "How strong must blurring or pixelation be before **none of our restorers** can bring the identity "
@@ -129,8 +129,8 @@ def safety_tab(handler: Callable, photo_factory: Callable[..., gr.Image],
             "checks whether the result is still this person.\n\n" + safety.LOWER_BOUND_NOTE)
         with gr.Row():
             with gr.Column(scale=1):
-                photo = photo_factory(label="Photo with one face", sources=["upload", "clipboard"], height=240)
-                gr.Examples([[str(p)] for p in playground.example_photos()], inputs=[photo], label="Examples")
+                photo = uploads.photo_input(label="Photo with one face", sources=["upload", "clipboard"], height=240)
+                gr.Examples([[str(p)] for p in example_photos()], inputs=[photo], label="Examples")
             with gr.Column(scale=1):
                 margin = gr.Slider(0.0, 0.3, value=0.0, step=0.05,
                                    label="Safety margin added to the match threshold (L2 distance)")
@@ -147,6 +147,6 @@ def safety_tab(handler: Callable, photo_factory: Callable[..., gr.Image],
             with gr.Row():
                 for kind in PLOT_KINDS[start:start + 2]:
                     plots.append(gr.Plot(label=KIND_LABELS[kind]))
-        memory = memory_factory()
-        run.click(handler, [photo, margin, memory], [*plots, table, obscured, downloads, summary, memory],
+        memory = uploads.kept_photo()
+        run.click(safety_request, [photo, margin, memory], [*plots, table, obscured, downloads, summary, memory],
                   api_name="safety")
