@@ -309,7 +309,7 @@ def tab() -> None:
                     data_zip = gr.File(label="Images (.zip)", file_types=[".zip"], type="filepath")
                     labels_csv = gr.File(label="Labels (.csv)", file_types=[".csv"], type="filepath")
                 with gr.Accordion("External restorer (local runs only)", open=False, visible=not ON_SPACES):
-                    external = gr.Textbox(label="Gradio app URL or Space id", info=EXTERNAL_HELP, lines=1,
+                    external = gr.Textbox(value="", label="Gradio app URL or Space id", info=EXTERNAL_HELP, lines=1,
                                           placeholder="http://127.0.0.1:7860/#/predict")
         run = gr.Button("Run audit", variant="primary")
         status = gr.Markdown()

@@ -136,7 +136,7 @@ def tab() -> None:
                 strength.preprocess = float
                 kept = uploads.kept_photo()
                 with gr.Accordion("External restorer (local runs only)", open=False, visible=not ON_SPACES):
-                    external = gr.Textbox(label="Gradio app URL or Space id", info=EXTERNAL_HELP, lines=1,
+                    external = gr.Textbox(value="", label="Gradio app URL or Space id", info=EXTERNAL_HELP, lines=1,
                                           placeholder="http://127.0.0.1:7860/#/predict")
                 run = gr.Button("Run", variant="primary")
         with gr.Row():
