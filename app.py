@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import os
 
-from ui import CONCURRENCY_LIMIT, build_app
-from ui.uploads import LAUNCH_OPTIONS
+from ui import CONCURRENCY_LIMIT, LAUNCH_OPTIONS, build_app
 
-__all__ = ["CONCURRENCY_LIMIT", "build_app", "main"]
+__all__ = ["CONCURRENCY_LIMIT", "LAUNCH_OPTIONS", "build_app", "main"]
 
 
 def main() -> None:

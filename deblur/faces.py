@@ -301,9 +301,10 @@ def _warp(img: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     return np.clip(crop, 0, 1).astype(np.float32)
 
 
-def face_crop(img: np.ndarray, size: int = CROP_SIZE, method: str = "mtcnn", index: int = 0) -> FaceCrop:
+def face_crop(img: np.ndarray, size: int = CROP_SIZE, method: str = "mtcnn", index: int = 0,
+              faces: list[Face] | None = None) -> FaceCrop:
     """Detect faces and crop one: ``index`` 0 is the largest (faces are numbered largest first, as
-    :func:`annotate_faces` draws them).
+    :func:`annotate_faces` draws them). ``faces``: detections already made on ``img`` (not detected again).
 
     Raises:
         NoFaceError: if no face is found.
@@ -313,7 +314,8 @@ def face_crop(img: np.ndarray, size: int = CROP_SIZE, method: str = "mtcnn", ind
     if min(h, w) < MIN_FACE_PX:
         raise NoFaceError(f"the image is {w}×{h} pixels: too small to find a face in (faces need at least "
                           f"{MIN_FACE_PX} pixels across); use a larger photo")
-    faces = detect_faces(img, method, min_size=MIN_FACE_PX)
+    if faces is None:
+        faces = detect_faces(img, method, min_size=MIN_FACE_PX)
     if not faces:
         raise NoFaceError(f"no face found by the {method} detector; try a larger, frontal, well-lit face")
     if not 0 <= index < len(faces):

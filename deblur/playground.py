@@ -23,7 +23,7 @@ import pandas as pd
 
 from deblur import degrade as D
 from deblur.embed import PUBLISHED_THRESHOLDS, get_embedder, l2_distance
-from deblur.faces import CROP_SIZE, FaceCrop, NoFaceError, crop_face, face_crop
+from deblur.faces import CROP_SIZE, MIN_FACE_PX, FaceCrop, NoFaceError, crop_face, detect_faces, face_crop
 from deblur.metrics import psnr, ssim
 from deblur.restore import close_restorers, external_restorers, restore_outcomes, restorers_for
 from deblur.strengths import STRENGTHS, check_strength
@@ -33,6 +33,8 @@ SOURCES = {"clean": "A clean photo: degrade it here", "degraded": "My photo is a
 WHOLE_MAX_SIDE = 512  # restorers and the embedder stay interactive on CPU at this size
 # dlib's own same-person threshold, calibrated on real photos (LFW). On generated faces it is too lenient
 # (see ASSETS.md), so the app calls it a rough guide, and the audit calibrates its own.
+METRIC_COLUMNS = ["restorer", "family", "told strength", "PSNR (dB)", "SSIM", "identity dist. to original",
+                  "identity dist. to degraded", "time (ms)", "reading"]
 IDENTITY_THRESHOLD = PUBLISHED_THRESHOLDS["dlib"].distance  # dlib's published same-person L2
 EMBEDDER = "dlib"
 
@@ -72,37 +74,52 @@ class Prepared:
     note: str
 
 
-def prepare(img: np.ndarray, mode: str, whole_image_hint: bool = True) -> Prepared:
+def prepare(img: np.ndarray, mode: str, whole_image_hint: bool = True, face: int = 1) -> Prepared:
     """Cut the face crop (``mode="face"``) or shrink the whole image (``mode="whole"``).
 
     Args:
         whole_image_hint: suggest the 'Whole image' mode when no face is found (only where the tab has it).
+        face: which face of a group photo, numbered from 1 = the largest (identity is measured on it).
 
     Raises:
         NoFaceError: no face found in face-crop mode (the message says what to try).
-        ValueError: an unknown mode.
+        ValueError: an unknown mode, or a face number the photo does not have.
     """
     if mode == "face":
+        faces = detect_faces(img, min_size=MIN_FACE_PX) if min(img.shape[:2]) >= MIN_FACE_PX else []
         try:
-            crop = face_crop(img, CROP_SIZE)
+            crop = face_crop(img, CROP_SIZE, index=int(face) - 1, faces=faces)
         except NoFaceError as exc:
             hint = " Or switch to 'Whole image' mode to process the photo without a face crop." * whole_image_hint
             raise NoFaceError(f"No face found in this photo: {exc}.{hint}") from exc
         scale = float(np.hypot(*crop.matrix[0, :2]))
         return Prepared(crop.image, crop,
-                        f"Face detected and aligned into a {CROP_SIZE}×{CROP_SIZE} crop (scaled ×{scale:.2f}).")
+                        f"{_which_face(crop, faces)} detected and aligned into a {CROP_SIZE}×{CROP_SIZE} crop "
+                        f"(scaled ×{scale:.2f}).")
     if mode == "whole":
         small = _shrink(img)
+        faces = detect_faces(small, min_size=MIN_FACE_PX) if min(small.shape[:2]) >= MIN_FACE_PX else []
         try:
-            where = face_crop(small, CROP_SIZE)
+            where = face_crop(small, CROP_SIZE, index=int(face) - 1, faces=faces)
         except NoFaceError:
             where = None
         h, w = small.shape[:2]
         note = f"Whole image used, shrunk to {w}×{h} for speed." if small is not img else f"Whole image used ({w}×{h})."
         if where is None:
             note += " No face found, so identity distances are not measured."
+        else:
+            note += f" Identity is measured on {_which_face(where, faces).lower()}."
         return Prepared(small, where, note)
     raise ValueError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
+
+
+def _which_face(crop: FaceCrop, faces: list) -> str:
+    """"Face 2 of 6 (box x0,y0-x1,y1; numbered largest first)" -- which face a result is about."""
+    x0, y0, x1, y1 = (int(round(v)) for v in crop.face.box)
+    if len(faces) <= 1:
+        return f"Face (box {x0},{y0}–{x1},{y1})"
+    k = next(i for i, f in enumerate(faces) if f is crop.face) + 1
+    return f"Face {k} of {len(faces)} (box {x0},{y0}–{x1},{y1}; numbered largest first, pick another with 'Face #')"
 
 
 @dataclass
@@ -164,14 +181,13 @@ def _distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
 
 
 def _reading(d_orig: float, d_input: float, d_deg_orig: float, has_original: bool) -> str:
-    def same(d: float) -> str:
-        return "same person" if d < IDENTITY_THRESHOLD else "different person"
-
     if has_original:
         if np.isnan(d_orig):
             return "no face found in this output by the identity model"
-        sign = "<" if d_orig < IDENTITY_THRESHOLD else "≥"
-        text = f"{same(d_orig)} as the original to dlib ({d_orig:.2f} {sign} {IDENTITY_THRESHOLD})"
+        if d_orig < IDENTITY_THRESHOLD:
+            text = f"the same person as the original to dlib ({d_orig:.2f} < {IDENTITY_THRESHOLD})"
+        else:
+            text = f"a different person from the original to dlib ({d_orig:.2f} ≥ {IDENTITY_THRESHOLD})"
         if not np.isnan(d_deg_orig):
             if d_orig < d_deg_orig - 0.02:
                 text += "; closer to the original than the degraded input was"
@@ -183,7 +199,7 @@ def _reading(d_orig: float, d_input: float, d_deg_orig: float, has_original: boo
     if np.isnan(d_input):
         return "no face found in this output by the identity model"
     if d_input < IDENTITY_THRESHOLD:
-        return f"still the {same(d_input)} as your input to dlib ({d_input:.2f} < {IDENTITY_THRESHOLD})"
+        return f"still the same person as your input to dlib ({d_input:.2f} < {IDENTITY_THRESHOLD})"
     return (f"dlib sees a different person than in your input ({d_input:.2f} ≥ {IDENTITY_THRESHOLD}): "
             "the model changed who this looks like")
 
@@ -224,7 +240,7 @@ def metrics_table(result: PlaygroundResult, prepared: Prepared, mode: str) -> pd
             "time (ms)": round(rec.seconds * 1000, 1),
             "reading": _reading(d_orig, d_input, d_deg_orig, has_original) + (f" ({rec.note})" if rec.note else ""),
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
 
 def _summary(result: PlaygroundResult) -> str:

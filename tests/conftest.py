@@ -52,12 +52,11 @@ def app_server(tmp_path_factory):
     old = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
     import app
-    from ui.uploads import LAUNCH_OPTIONS
 
     demo = app.build_app()
     port = free_port()
     demo.queue(default_concurrency_limit=app.CONCURRENCY_LIMIT).launch(
-        prevent_thread_lock=True, server_port=port, quiet=True, show_error=True, **LAUNCH_OPTIONS)
+        prevent_thread_lock=True, server_port=port, quiet=True, show_error=True, **app.LAUNCH_OPTIONS)
     try:
         yield f"http://127.0.0.1:{port}/", demo
     finally:

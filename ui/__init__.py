@@ -12,6 +12,6 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # must precede the first `import gradio`: no telemetry
 
-from ui.build import CONCURRENCY_LIMIT, build_app  # noqa: E402 - after the telemetry switch above
+from ui.build import CONCURRENCY_LIMIT, LAUNCH_OPTIONS, build_app  # noqa: E402 - after the telemetry switch above
 
-__all__ = ["CONCURRENCY_LIMIT", "build_app"]
+__all__ = ["CONCURRENCY_LIMIT", "LAUNCH_OPTIONS", "build_app"]

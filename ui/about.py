@@ -6,6 +6,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from ui import uploads
+
 __all__ = ["ABOUT", "CARDS_DIR", "model_cards", "tab"]
 
 ABOUT = """
@@ -41,11 +43,6 @@ well.
 - Identity distance uses the dlib face embedding. Its usual 0.6 "same person" threshold is calibrated on real
   photos; on generated faces it is too lenient, so the audit calibrates its own.
 
-## Privacy of this app
-
-Uploads are processed in memory for one request and not kept; outputs are written to per-request temporary
-files only so your browser can display and download them. No analytics are sent.
-
 ## Licences and credits
 
 - Example photos: see `examples/SOURCES.md` (NASA astronaut portrait, public domain; generated faces).
@@ -64,7 +61,8 @@ def model_cards(cards_dir: Path = CARDS_DIR) -> list[tuple[str, str]]:
     for path in sorted(cards_dir.glob("*.md")):
         text = path.read_text(encoding="utf-8")
         first = next((line.lstrip("# ").strip() for line in text.splitlines() if line.strip()), path.stem)
-        cards.append((first or path.stem, text))
+        title = first.removeprefix("Model card:").strip().strip("`")  # the accordion says "Model card:" itself
+        cards.append((title or path.stem, text))
     return cards
 
 
@@ -72,6 +70,7 @@ def tab() -> None:
     """Lay out the About tab: what the models are, the study's ethics points, model cards, data limits, credits."""
     with gr.Tab("About", id="about"):
         gr.Markdown(ABOUT)
+        gr.Markdown("## Privacy of this app\n\n" + uploads.PRIVACY)
         cards = model_cards()
         gr.Markdown("## Model cards" if cards else "## Model cards\nNo trained model is shipped in this copy.")
         for title, text in cards:

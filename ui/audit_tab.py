@@ -23,14 +23,15 @@ import pandas as pd
 from audit import report
 from audit.data.fairface import ATTRIBUTION
 from audit.engine import AuditConfig, run_audit
-from deblur.restore import WEIGHTS_DIR, restorer_names
+from deblur.restore import WEIGHTS_DIR, offered_models
+from deblur.restore.classical import classical_restorers
 from deblur.strengths import AUDIT_GRID, STRENGTHS, format_grid, parse_strengths
 from ui import uploads
 from ui.common import DEGRADATION_LABELS, EXTERNAL_HELP, ON_SPACES, external_specs, gpu
 from ui.errors import user_errors
 
 __all__ = ["AuditRun", "DEFAULT_STRENGTHS", "MAX_FIGURES", "TABLE_COLUMNS", "audit_request", "extract_zip",
-           "model_choices", "outputs_for_ui", "parse_strengths_text", "run_audit_request", "tab"]
+           "model_choices", "outputs_for_ui", "parse_strengths_text", "restorer_update", "run_audit_request", "tab"]
 
 DEFAULT_STRENGTHS = format_grid(AUDIT_GRID)
 MAX_FIGURES = 8  # the report makes 2 per group attribute + 1 (3 predicted attributes → 7)
@@ -44,14 +45,32 @@ TABLE_COLUMNS = ["model", "model_family", "degradation", "strength", "attribute"
                  "rank1_degraded", "psnr_mean", "delta_ita_mean", "sim_ratio", "small_group", "significant"]
 
 
+KIND_WORDS = {"gaussian": "Gaussian blur", "pixelate": "pixelation", "motion": "motion blur"}
 DATASETS = {"builtin": "Built-in generated faces (offline)",
             "fairface": "FairFace validation split (Hugging Face Hub, needs internet once)"}
 FAIRFACE_CREDIT = f"{ATTRIBUTION}. Its race labels are annotator judgements, not self-identification."
 
 
-def model_choices(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
-    """Restorer names the audit can run, without loading any model (manifest + classical table)."""
-    return restorer_names(weights_dir=weights_dir)
+def model_choices(kinds: Sequence[str] = tuple(STRENGTHS), weights_dir: Path = WEIGHTS_DIR) -> list[tuple[str, str]]:
+    """``(label, name)`` of every restorer the audit can run on any of ``kinds``, without loading a model.
+
+    The same restorers as :func:`deblur.restore.restorer_names`, labelled for people: learned models by their
+    manifest label and the degradation they were trained for, the classical baselines and ``none`` by theirs.
+    """
+    choices: dict[str, str] = {}
+    for kind in kinds:
+        for name, entry in offered_models(weights_dir, kind).items():
+            choices.setdefault(name, f"{entry.get('label', name)}, for {KIND_WORDS.get(kind, kind)}")
+        for name, restorer in classical_restorers(kind).items():
+            choices.setdefault(name, restorer.label)
+    return [(label, name) for name, label in choices.items()]
+
+
+def restorer_update(kinds: Sequence[str], ticked: Sequence[str] | None) -> dict:
+    """The Restorers box after the degradations change: only restorers for the ticked kinds, ticks kept."""
+    choices = model_choices(kinds or ())
+    names = {name for _, name in choices}
+    return gr.update(choices=choices, value=[t for t in ticked or () if t in names])
 
 
 def parse_strengths_text(kinds: Sequence[str], text: str | None) -> dict[str, tuple[float, ...]]:
@@ -291,9 +310,10 @@ def tab() -> None:
         )
         with gr.Row():
             with gr.Column():
-                models = gr.CheckboxGroup(model_choices(), label="Restorers (none ticked = all)")
                 kinds = gr.CheckboxGroup([(v, k) for k, v in DEGRADATION_LABELS.items()],
                                          value=["gaussian"], label="Degradations")
+                models = gr.CheckboxGroup(model_choices(["gaussian"]),
+                                          label="Restorers for these degradations (none ticked = all of them)")
                 strengths = gr.Textbox(value=DEFAULT_STRENGTHS, label="Strengths (px of the 128-px crop)",
                                        info="kind=a,b per degradation; bare numbers apply to all")
             with gr.Column():
@@ -313,11 +333,14 @@ def tab() -> None:
                                           placeholder="http://127.0.0.1:7860/#/predict")
         run = gr.Button("Run audit", variant="primary")
         status = gr.Markdown()
-        table = gr.Dataframe(label="Per-group results (groups.csv, main columns)", interactive=False, wrap=True)
+        # wrap=False: 19 narrow columns would wrap their headers letter by letter; the table scrolls sideways instead
+        table = gr.Dataframe(headers=TABLE_COLUMNS, label="Per-group results (groups.csv, main columns)",
+                             interactive=False, wrap=False)
         with gr.Row():
             download = gr.DownloadButton("Download group report (CSV)", visible=False)
             files = gr.File(label="All report files", file_count="multiple", interactive=False)
         plots = [gr.Plot(visible=False) for _ in range(MAX_FIGURES)]
+        kinds.change(restorer_update, [kinds, models], models, api_name=False)
         run.click(audit_request,
                   [models, kinds, strengths, n, seed, embedder, data_zip, labels_csv, dataset, external],
                   [status, table, download, files, *plots], api_name="audit")

@@ -13,7 +13,7 @@ import numpy as np
 
 from deblur import playground
 from deblur.degrade import to_uint8
-from deblur.playground import MODES, SOURCES, PlaygroundResult
+from deblur.playground import METRIC_COLUMNS, MODES, SOURCES, PlaygroundResult
 from deblur.restore import WEIGHTS_DIR, restorer_names
 from deblur.strengths import STRENGTHS
 from ui import uploads
@@ -62,11 +62,12 @@ def strength_slider(kind: str, source: str = "clean") -> dict:
 
 @user_errors
 def run_playground(photo: str | np.ndarray | None, mode: str, source: str, kind: str,
-                   strength: float, external: str | None = None) -> PlaygroundResult:
+                   strength: float, face: int = 1, external: str | None = None) -> PlaygroundResult:
     """One playground request: settings checked first, then the photo read, cut and measured.
 
     Args:
         photo: the photo already read (``HxWx3`` float32, as the Run handler passes it) or a file.
+        face: which face of a group photo, 1 = the largest.
         external: the tab's external restorer field (Gradio app URLs / Space ids, local runs only).
 
     Raises:
@@ -74,7 +75,7 @@ def run_playground(photo: str | np.ndarray | None, mode: str, source: str, kind:
     """
     playground.check_request(source, kind, strength)
     specs = external_specs(external)
-    prepared = playground.prepare(uploads.read_photo(photo), mode)
+    prepared = playground.prepare(uploads.read_photo(photo), mode, face=face)
     return playground.restore_and_measure(prepared, mode, source, kind, strength, external=specs)
 
 
@@ -100,14 +101,14 @@ def outputs_for_ui(result: PlaygroundResult, slots: int) -> list:
 
 @gpu
 @user_errors
-def playground_request(path: str | None, mode: str, source: str, kind: str, strength: float,
+def playground_request(path: str | None, mode: str, source: str, kind: str, strength: float, face: float = 1,
                        kept: dict | None = None, external: str | None = None) -> list:
     """The Run button: one request, flattened into the tab's output components.
 
     The upload is read and deleted first (:func:`ui.uploads.take_photo`); ``kept`` is the tab's memory of it.
     """
     image, kept = uploads.take_photo(path, kept)
-    result = run_playground(image, mode, source, kind, strength, external)
+    result = run_playground(image, mode, source, kind, strength, int(face), external)
     return [*outputs_for_ui(result, reconstruction_slots()), kept]
 
 
@@ -134,15 +135,17 @@ def tab() -> None:
                 # The slider's range follows the degradation in the page; the API takes any kind's range without
                 # calling /strength_range first, and run_playground checks the value against the chosen kind.
                 strength.preprocess = float
+                face = gr.Number(1, precision=0, minimum=1, label="Face # (group photos: 1 = the largest)")
                 kept = uploads.kept_photo()
                 with gr.Accordion("External restorer (local runs only)", open=False, visible=not ON_SPACES):
                     external = gr.Textbox(value="", label="Gradio app URL or Space id", info=EXTERNAL_HELP, lines=1,
                                           placeholder="http://127.0.0.1:7860/#/predict")
                 run = gr.Button("Run", variant="primary")
         with gr.Row():
-            original = gr.Image(label="Original (processed)", format="png", interactive=False, height=256)
+            original = gr.Image(label="Original (processed)", format="png", interactive=False, height=300,
+                                elem_classes=["facedrift-panel"])
             degraded = gr.Image(label="Degraded input the restorers see", format="png", interactive=False,
-                                height=256)
+                                height=300, elem_classes=["facedrift-panel"])
         gr.Markdown(f"### Reconstructions\n*{CAPTION}.* Left: degraded input; right: reconstruction.")
         sliders = []
         slots = reconstruction_slots()
@@ -150,13 +153,14 @@ def tab() -> None:
             with gr.Row():
                 for _ in range(row_start, min(row_start + 4, slots)):
                     sliders.append(gr.ImageSlider(format="png", visible=False, interactive=False, max_height=256,
-                                                  label=CAPTION))
-        table = gr.Dataframe(label="Metrics (PSNR/SSIM vs the original; identity = dlib embedding distance)",
+                                                  label=CAPTION, elem_classes=["facedrift-recon"]))
+        table = gr.Dataframe(headers=METRIC_COLUMNS, max_height=1200,  # every row, none cut off
+                             label="Metrics (PSNR/SSIM vs the original; identity = dlib embedding distance)",
                              interactive=False, wrap=True,
-                             column_widths=["16%", "7%", "7%", "6%", "6%", "7%", "7%", "6%", "38%"])
+                             column_widths=["16%", "8%", "7%", "6%", "6%", "7%", "7%", "6%", "37%"])
         reading = gr.Markdown()
 
         kind.change(strength_slider, [kind, source], strength, api_name="strength_range")
         source.change(strength_slider, [kind, source], strength, api_name=False)
-        run.click(playground_request, [photo, mode, source, kind, strength, kept, external],
+        run.click(playground_request, [photo, mode, source, kind, strength, face, kept, external],
                   [original, degraded, *sliders, table, reading, kept], api_name="playground")

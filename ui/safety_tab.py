@@ -39,21 +39,23 @@ def _photo_scale(prepared) -> float:
 
 @user_errors
 def run_safety(photo: str | np.ndarray | None, margin: float = 0.0,
-               progress: Callable[[float, str], None] | None = None) -> tuple[safety.SweepResult, float]:
+               progress: Callable[[float, str], None] | None = None,
+               face: int = 1) -> tuple[safety.SweepResult, float, str]:
     """Read a photo (a file, or the image already read), cut its face the playground's way and sweep it.
 
     Returns:
-        The sweep and the crop's scale (crop pixels per photo pixel).
+        The sweep, the crop's scale (crop pixels per photo pixel) and which face was used.
 
     Raises:
         gr.Error: no upload, unreadable file, no face, or a bad margin.
     """
-    prepared = prepare(read_photo(photo), "face", whole_image_hint=False)  # the tab has no whole-image mode
+    # the tab has no whole-image mode
+    prepared = prepare(read_photo(photo), "face", whole_image_hint=False, face=face)
     # An upload is a real photo: a gallery of generated faces cannot judge it (it is always nearest its own
     # original there), so the verdict is the identity model's published threshold alone.
     result = safety.sweep_face(prepared.image, gallery=None, embedder=embedder(), margin=float(margin),
                                require_face=False, progress=progress)
-    return result, _photo_scale(prepared)
+    return result, _photo_scale(prepared), prepared.note
 
 
 def recommendation_table(result: safety.SweepResult, scale: float = 1.0) -> pd.DataFrame:
@@ -69,15 +71,16 @@ def recommendation_table(result: safety.SweepResult, scale: float = 1.0) -> pd.D
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
-def reading(result: safety.SweepResult) -> str:
+def reading(result: safety.SweepResult, which_face: str = "") -> str:
     """Plain-words summary plus the lower-bound warning."""
     recs = result.recommendations
     unsafe = [KIND_LABELS[k] for k, r in recs.items() if r.strength is None]
     safe = [f"{KIND_LABELS[k]} from {r.strength:g} px" for k, r in recs.items()
             if r.strength is not None and k != "fill"]
-    lines = [f"**Threshold** {result.threshold.distance:.2f} (dlib L2, calibrated at {result.threshold.fmr_target:.0%} "
-             f"false matches on the built-in gallery) + margin {result.margin:.2f}. Sweep: {result.seconds:.1f} s, "
-             f"{result.n_embeddings} embeddings."]
+    lines = [which_face] if which_face else []
+    lines.append(f"**Threshold** {result.threshold.distance:.2f} ({result.embedder} L2; {result.threshold.source}) "
+                 f"+ margin {result.margin:.2f}. {result.settings.get('gallery', '').capitalize()}. "
+                 f"Sweep: {result.seconds:.1f} s, {result.n_embeddings} embeddings.")
     if safe:
         lines.append("Safe against *our* restorers: " + "; ".join(safe) + " (pixels of the 128-px face crop).")
     if unsafe:
@@ -90,14 +93,14 @@ def reading(result: safety.SweepResult) -> str:
 
 
 def safety_outputs(image: np.ndarray, margin: float, publish_bytes: Callable[[bytes, str], str],
-                   progress: Callable[[float, str], None] | None = None) -> list:
+                   progress: Callable[[float, str], None] | None = None, face: int = 1) -> list:
     """The tab's outputs for a photo already read: figures, table, obscured faces, PNG downloads, reading.
 
     Args:
         publish_bytes: writes an output file where the page can fetch it and returns its path (the app writes
             into Gradio's cache, which deletes it after a stated lifetime).
     """
-    result, scale = run_safety(image, margin, progress=progress)
+    result, scale, which_face = run_safety(image, margin, progress=progress, face=face)
     figures = [safety.figure(result, k) for k in PLOT_KINDS]
     images, files = [], []
     for kind, rec in result.recommendations.items():
@@ -107,15 +110,16 @@ def safety_outputs(image: np.ndarray, margin: float, publish_bytes: Callable[[by
         path_png = publish_bytes(data, f"obscured_{kind}_{rec.strength:g}.png")
         files.append(path_png)
         images.append((path_png, f"{KIND_LABELS[kind]} at {rec.strength:g}"))
-    return [*figures, recommendation_table(result, scale), images, files, reading(result)]
+    return [*figures, recommendation_table(result, scale), images, files, reading(result, which_face)]
 
 
 @user_errors
-def safety_request(path: str | None, margin: float, kept: dict | None = None,
+def safety_request(path: str | None, margin: float, face: float = 1, kept: dict | None = None,
                    progress: gr.Progress = gr.Progress()) -> list:  # noqa: B008 - Gradio injects progress via the default
     """The Run button: read and delete the upload, sweep it, publish the obscured faces."""
     image, kept = uploads.take_photo(path, kept)
-    outputs = safety_outputs(image, margin, uploads.publish_bytes, progress=lambda f, msg: progress(f, desc=msg))
+    outputs = safety_outputs(image, margin, uploads.publish_bytes, progress=lambda f, msg: progress(f, desc=msg),
+                             face=int(face))
     return [*outputs, kept]
 
 
@@ -126,27 +130,30 @@ def tab() -> None:
             "How strong must blurring or pixelation be before **none of our restorers** can bring the identity "
             "back? Each degradation is swept over a range of strengths; every restorer (deconvolution *told the "
             "true kernel*, our learned models, and no restoration) tries to undo it, and a face matcher (dlib) "
-            "checks whether the result is still this person.\n\n" + safety.LOWER_BOUND_NOTE)
+            "checks whether the result is still this person. The answer is a lower bound on the risk (see the "
+            "note under the result).")
         with gr.Row():
             with gr.Column(scale=1):
-                photo = uploads.photo_input(label="Photo with one face", sources=["upload", "clipboard"], height=240)
+                photo = uploads.photo_input(label="Photo", sources=["upload", "clipboard"], height=240)
                 gr.Examples([[str(p)] for p in example_photos()], inputs=[photo], label="Examples")
             with gr.Column(scale=1):
                 margin = gr.Slider(0.0, 0.3, value=0.0, step=0.05,
                                    label="Safety margin added to the match threshold (L2 distance)")
+                face = gr.Number(1, precision=0, minimum=1, label="Face # (group photos: 1 = the largest)")
                 run = gr.Button("Run the sweep (about 10 s)", variant="primary")
                 summary = gr.Markdown()
-        table = gr.Dataframe(label="Recommended strength per degradation (pixels of the 128-px face crop)",
-                             interactive=False, wrap=True)
+        table = gr.Dataframe(headers=TABLE_COLUMNS, max_height=1200, interactive=False, wrap=True,
+                             label="Recommended strength per degradation (pixels of the 128-px face crop)",
+                             column_widths=["12%", "9%", "9%", "7%", "7%", "14%", "42%"])
         with gr.Row():
             obscured = gr.Gallery(label="Face obscured at the recommended strength", format="png", columns=4,
                                   height=200)
-            downloads = gr.File(label="Download (PNG, no metadata)", file_count="multiple")
+            downloads = gr.File(label="Download (PNG, no metadata)", file_count="multiple", interactive=False)
         plots = []
         for start in range(0, len(PLOT_KINDS), 2):
             with gr.Row():
                 for kind in PLOT_KINDS[start:start + 2]:
                     plots.append(gr.Plot(label=KIND_LABELS[kind]))
         memory = uploads.kept_photo()
-        run.click(safety_request, [photo, margin, memory], [*plots, table, obscured, downloads, summary, memory],
+        run.click(safety_request, [photo, margin, face, memory], [*plots, table, obscured, downloads, summary, memory],
                   api_name="safety")

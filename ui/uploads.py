@@ -13,7 +13,7 @@
   to the system temp folder outside Gradio's cache folder, except zips extracted for the audit's run, which
   are deleted when the run ends.
 - The bundled example photos are public: their copies in Gradio's cache stay while the server runs.
-- ``max_file_size`` (:data:`MAX_FILE_SIZE`) caps every upload.
+- ``max_file_size`` (:data:`MAX_FILE_MB`) caps every upload.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from PIL import Image, UnidentifiedImageError
 from deblur.io import ImageError, decode_image
 from ui.common import example_photos
 
-__all__ = ["BLOCKS_OPTIONS", "LAUNCH_OPTIONS", "MAX_FILE_SIZE", "MEMORY_TTL_S", "OUTPUT_LIFETIME_S", "SWEEP_S",
-           "cache_dir", "consume", "kept_photo", "photo_input", "publish", "publish_bytes", "read_photo",
+__all__ = ["BLOCKS_OPTIONS", "LAUNCH_OPTIONS", "MAX_FILE_MB", "MEMORY_TTL_S", "OUTPUT_LIFETIME_S", "PRIVACY",
+           "SWEEP_S", "cache_dir", "consume", "kept_photo", "photo_input", "publish", "publish_bytes", "read_photo",
            "take_photo"]
 
 # Outputs live this long so the browser (or an API client) can fetch them; FACEDRIFT_OUTPUT_LIFETIME (seconds)
@@ -41,9 +41,24 @@ __all__ = ["BLOCKS_OPTIONS", "LAUNCH_OPTIONS", "MAX_FILE_SIZE", "MEMORY_TTL_S", 
 OUTPUT_LIFETIME_S = int(os.environ.get("FACEDRIFT_OUTPUT_LIFETIME", "600"))
 SWEEP_S = max(1, min(60, OUTPUT_LIFETIME_S // 4))
 MEMORY_TTL_S = 900
-MAX_FILE_SIZE = "50mb"
+MAX_FILE_MB = 50
 BLOCKS_OPTIONS = {"delete_cache": (SWEEP_S, OUTPUT_LIFETIME_S)}
-LAUNCH_OPTIONS = {"max_file_size": MAX_FILE_SIZE}
+LAUNCH_OPTIONS = {"max_file_size": f"{MAX_FILE_MB}mb"}
+
+PRIVACY = f"""\
+- **Uploads** (photos, zips, labels CSVs) are read into memory and deleted from the server's disk before any work
+  starts, also when the request then fails. An upload that never reaches a request (say, the tab was closed
+  first) is deleted like the results below. Uploads are limited to {MAX_FILE_MB} MB.
+- **Your photo's bytes** stay in server memory, never on disk, so that you can run again with other settings in
+  the same browser tab: until the tab closes or reloads, at most {MEMORY_TTL_S // 60} minutes after your last run.
+  API clients send the photo with every call.
+- **Results** (face crops, reconstructions, obscured faces, audit reports including `faces.csv` with predicted
+  attributes) are written to the app's temporary folder so that your browser can show and download them, and
+  deleted {OUTPUT_LIFETIME_S // 60} minutes after they were made (checked every {SWEEP_S} s), all of them when
+  the server stops. Download what you want to keep.
+- The audit extracts an uploaded zip into a temporary folder that is deleted when the run ends.
+- Nothing is logged; Gradio analytics are off. Downloads are PNGs without metadata.
+"""
 
 GONE = ("This upload is no longer on the server: uploads are deleted as soon as a request has read them. "
         "Upload the file again.")

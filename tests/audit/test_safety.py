@@ -15,7 +15,7 @@ from audit import safety
 from deblur import degrade
 from deblur.io import load_image
 
-FACE = Path(__file__).resolve().parent.parent / "examples" / "generated-1.png"  # seed 2024: not in the gallery
+FACE = Path(__file__).resolve().parents[2] / "examples" / "generated-1.png"  # seed 2024: not in the gallery
 
 
 @pytest.fixture(scope="module")

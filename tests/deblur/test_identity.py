@@ -274,11 +274,12 @@ def test_playground_calls_restorer_garbage_a_different_person(tmp_path):
     """Round one's table read the zebra stripes of a wrong-strength deconvolution as "still the same person
     as your input (0.48 < 0.6)". A real photo blurred at σ≈1.7 (crop pixels), restored as if σ were 4."""
     from deblur import playground
+    from ui.playground import run_playground
 
     crop = face_crop(skdata.astronaut()).image
     path = tmp_path / "blurred.png"
     Image.fromarray((quantize(degrade(crop, "gaussian", 1.7)) * 255).round().astype(np.uint8)).save(path)
-    result = playground.run_playground(str(path), "face", "degraded", "gaussian", 4.0)
+    result = run_playground(str(path), "face", "degraded", "gaussian", 4.0)
     table = result.table.set_index("restorer")
     labels = {name: r.label for name, r in playground.restorers("gaussian").items()}
     assert "different person" in table.loc[labels["wiener"], "reading"]
@@ -299,3 +300,20 @@ def test_pick_a_face_in_a_group_photo(photo_files, crop_embedder):
         face_crop(group, index=2)
     shown = annotate_faces(group, faces, chosen=1)
     assert shown.shape == group.shape and shown.dtype == np.uint8 and not np.array_equal(shown, group)
+
+
+def test_app_lets_the_user_pick_the_face_of_a_group_photo(app_server, photo_files):
+    """Through a launched server: the playground and the safety tab say which face they used, take any face
+    number, and refuse one the photo does not have with a message."""
+    from gradio_client import Client, handle_file
+
+    client = Client(app_server[0], verbose=False)
+    group = handle_file(str(photo_files["group"]))
+    out = client.predict(group, "face", "clean", "gaussian", 2.0, 2, api_name="/playground")
+    assert "Face 2 of 2" in out[-1]
+    out = client.predict(group, "face", "clean", "gaussian", 2.0, api_name="/playground")  # default: the largest
+    assert "Face 1 of 2" in out[-1]
+    with pytest.raises(Exception, match="has 2 face"):
+        client.predict(group, "face", "clean", "gaussian", 2.0, 3, api_name="/playground")
+    summary = client.predict(group, 0.0, 2, api_name="/safety")[-1]
+    assert "Face 2 of 2" in summary and "threshold alone" in summary

@@ -35,9 +35,17 @@ def test_strengths_text_uses_the_cli_parser_and_ignores_unticked_kinds():
         H.parse_strengths_text([], "2")
 
 
-def test_model_choices_need_no_model_loading():
-    names = H.model_choices()
-    assert {"wiener", "richardson-lucy", "bicubic", "none"} <= set(names)
+def test_model_choices_need_no_model_loading_and_follow_the_degradations():
+    from deblur.restore import restorer_names
+
+    names = {name for _, name in H.model_choices()}
+    assert {"wiener", "richardson-lucy", "bicubic", "none"} <= names and names == set(restorer_names())
+    gaussian = dict((name, label) for label, name in H.model_choices(["gaussian"]))
+    assert "bicubic" not in gaussian and "resunet-pixelate" not in gaussian and "resunet-gaussian" in gaussian
+    assert gaussian["wiener"] == "Wiener deconvolution (known kernel)"  # labels, not internal keys
+    assert all(label != name for name, label in gaussian.items())
+    update = H.restorer_update(["pixelate"], ["wiener", "bicubic"])
+    assert update["value"] == ["bicubic"] and "wiener" not in {n for _, n in update["choices"]}
 
 
 def test_tiny_builtin_audit_reports_groups_figures_and_files(private_tmp):

@@ -22,7 +22,7 @@ from PIL import Image
 
 from bench.server import app_process
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 LIFETIME_S = 6  # output lifetime the test server runs with (the real app: minutes)
 
@@ -147,3 +147,19 @@ def test_derived_outputs_expire_and_nothing_is_left_after_the_server_stops(serve
     app.stop()
     left = [p for p in data_files(gradio_tmp, tmpdir) if sha256(p) not in public]
     assert not left, f"files left after the server stopped: {left}"
+
+
+def test_readme_and_about_tab_state_exactly_what_the_code_keeps():
+    import app
+    from ui.uploads import MAX_FILE_MB, MEMORY_TTL_S, PRIVACY
+
+    def words(text: str) -> str:
+        return " ".join(text.split())
+
+    assert words(PRIVACY) in words((ROOT / "README.md").read_text())
+    demo = app.build_app()
+    about = " ".join(words(getattr(block, "value", "") or "") for block in demo.blocks.values()
+                     if type(block).__name__ == "Markdown")
+    assert words(PRIVACY) in about
+    assert f"{MAX_FILE_MB} MB" in PRIVACY and f"{MEMORY_TTL_S // 60} minutes" in PRIVACY
+    assert "nothing is cached" not in about.lower() and "not kept" not in about.lower()

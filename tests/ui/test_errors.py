@@ -22,7 +22,7 @@ from PIL import Image
 
 from bench.server import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 GENERIC = "upstream app raised an exception"
 
@@ -35,12 +35,11 @@ def served(tmp_path_factory):
     old = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio-errors"))
     import app
-    from ui.uploads import LAUNCH_OPTIONS
 
     demo = app.build_app()
     port = free_port()
     demo.queue(default_concurrency_limit=app.CONCURRENCY_LIMIT).launch(
-        prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
+        prevent_thread_lock=True, server_port=port, quiet=True, **app.LAUNCH_OPTIONS)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
@@ -66,7 +65,8 @@ def app_error(call) -> str:
 
 
 def test_symlinks_out_of_a_folder_without_labels_are_skipped(tmp_path):
-    from audit.data.loaders import OUTSIDE, load_folder
+    from audit.data.files import OUTSIDE
+    from audit.data.loaders import load_folder
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -200,9 +200,9 @@ def test_out_of_range_strength_gets_a_message(client):
 
 
 def test_uploads_over_the_size_limit_are_refused(served, tmp_path):
-    from ui.uploads import MAX_FILE_SIZE
+    from ui.uploads import MAX_FILE_MB
 
-    limit = int(MAX_FILE_SIZE.removesuffix("mb")) * 1024 * 1024
+    limit = MAX_FILE_MB * 1024 * 1024
     big = tmp_path / "big.png"
     with big.open("wb") as fh:
         fh.write(np.random.default_rng(0).bytes(1024) * ((limit // 1024) + 1024))

@@ -45,7 +45,7 @@ def test_strength_range_endpoint(client):
         update = client.predict(kind, "clean", api_name="/strength_range")
         assert (update["minimum"], update["maximum"], update["step"]) == (spec.low, spec.high, spec.step)
     # /strength_range (what the page calls when a degradation is picked) narrows this session's slider to that
-    # kind's range; a fresh session takes every kind's range (tests/test_errors.py) and the handler checks it
+    # kind's range; a fresh session takes every kind's range (tests/ui/test_errors.py) and the handler checks it
     client.predict("gaussian", "clean", api_name="/strength_range")
     with pytest.raises(Exception, match="greater than maximum"):
         client.predict(handle_file(str(FACE)), "face", "clean", "motion", 15, api_name="/playground")
@@ -137,7 +137,7 @@ def test_import_and_build_load_no_model(tmp_path):
             "heavy = [m for m in ('torch', 'dlib', 'facenet_pytorch') if m in sys.modules]; "
             "assert not heavy, heavy; from deblur.restore import cache_size; assert cache_size() == 0")
     env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, env=env,
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert not list(Path(__file__).resolve().parent.parent.glob("*.pyi")), "gradio wrote a .pyi stub into the repo"
+    assert not list(Path(__file__).resolve().parents[2].glob("*.pyi")), "gradio wrote a .pyi stub into the repo"

@@ -18,7 +18,7 @@ from audit import report
 from audit.safety import dataset
 from deblur.train import release
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 
 def assert_same_table(got: pd.DataFrame, committed: pd.DataFrame) -> None:
