@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import free_port
 
+from bench.server import free_port
 from deblur.restore import (
     ExternalRestorer,
     RestoreFailure,
