@@ -6,6 +6,9 @@ Examples::
     python -m audit --data photos/ --labels photos/labels.csv --models wiener none \\
         --degradations gaussian motion --strengths gaussian=2,4,6 motion=9,15 --out results/my_audit
     python -m audit --models none --external mine=mypkg.restore:fn --external 'remote=http://127.0.0.1:7860/#/predict'
+    python -m audit --n 1000 --engine local --workers 2      # a process pool (default: every core)
+    python -m audit --engine ray --address 10.0.0.1:6379     # Ray Data on a running cluster (docs/AUDIT.md)
+    python -m audit --out results/audit --resume             # finish an interrupted audit
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from tqdm import tqdm
 from audit.config import AuditConfig
 from audit.engine import run_audit
 from audit.groups import PREDICTED_ATTRIBUTES
+from audit.parallel import add_engine_arguments, engine_from_args
 from audit.report import rebuild
 from deblur.restore.external.spec import DEFAULT_CONCURRENCY
 from deblur.strengths import AUDIT_GRID, parse_strengths
@@ -69,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calls in flight per external restorer")
     p.add_argument("--rebuild-report", metavar="DIR",
                    help="only recompute groups.csv and figures of a finished audit in DIR from its per_image.csv")
+    add_engine_arguments(p)
     return p
 
 
@@ -77,7 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.rebuild_report:
-        for path in rebuild(args.rebuild_report):
+        try:
+            paths = rebuild(args.rebuild_report)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for path in paths:
             print(f"wrote {path}")
         return 0
     try:
@@ -97,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              external=args.external, external_concurrency=args.external_concurrency,
                              identity=args.identity)
         config.validate()
+        engine = engine_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))  # exits with status 2 and the message
     bars: dict[str, tqdm] = {}
@@ -111,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bars[stage].close()
 
     try:
-        result = run_audit(config, progress)
+        with engine:
+            result = run_audit(config, progress, engine=engine, resume=args.resume, batch_size=args.batch_size)
     except (ValueError, OSError, RuntimeError) as exc:  # OSError: unreadable data, unwritable cache or --out
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -119,8 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for bar in bars.values():
             bar.close()
     thr = result.threshold
+    resumed = f", {result.n_resumed} kept from the earlier run" if result.n_resumed else ""
     print(f"audited {result.n_images} images ({result.n_no_face_clean} without a face in the clean image, "
-          f"{len(result.skipped)} skipped) in {result.seconds:.0f} s")
+          f"{len(result.skipped)} skipped{resumed}) in {result.seconds:.0f} s with the {result.engine} engine")
     if thr is not None:
         print(f"match threshold: L2 <= {thr.distance:.3f} ({thr.source}; observed FMR {thr.fmr_observed:.3%} on "
               f"{thr.n_impostor_pairs} impostor pairs, target {thr.fmr_target:g})")

@@ -1,46 +1,59 @@
-"""The audit engine: a pure per-image step and the driver that runs it over a data set.
+"""The audit driver: the gallery, the engine protocol, the sequential engine and :func:`run_audit`.
 
-Two passes:
+Two passes over the data, each run by an :class:`Engine` (this process, a process pool or Ray Data: see
+:mod:`audit.parallel`) on batches of faces with the pure per-image step of :mod:`audit.step`:
 
-1. *Clean pass* (:func:`prepare_face`): load each image, crop the face, embed it, and form its groups
-   (dataset labels and/or predictions). The clean embeddings become the **gallery** used for the match
-   threshold (calibrated on impostor pairs at a fixed false-match rate) and for rank-1 re-identification.
-2. *Per-image pass* (:func:`audit_image`): for every degradation × strength × restorer, degrade, restore,
-   embed and measure. :func:`audit_image` is a pure function of its arguments (no globals, no files),
-   so a distributed engine can map it over images: see ``docs/AUDIT.md`` for a Ray sketch.
+1. *Clean pass* (:func:`audit.step.prepare_face`): crop each face, embed it, and form its groups (dataset
+   labels and/or predictions). The clean embeddings become the **gallery** used for the match threshold
+   (calibrated on impostor pairs at a fixed false-match rate) and for rank-1 re-identification.
+2. *Per-image pass*: for every degradation × strength × restorer, degrade, restore, embed and measure
+   (:func:`audit.step.restore_chunk`, :func:`audit.step.measure_chunk`); the driver adds the gallery's part
+   (:func:`audit.step.finish_rows`). :func:`audit_image` is the same step for one face.
 
 :func:`run_audit` ties both passes together, appends each image's rows to ``per_image.csv`` as soon as
-they are computed (a crash or Ctrl-C keeps every finished image), then writes the group report.
+they are computed (a crash or Ctrl-C keeps every finished image; ``resume=True`` keeps them and audits the
+rest), then writes the group report.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import sys
 import time
-import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
-import cv2
 import numpy as np
+import pandas as pd
 
 from audit import report
 from audit.config import ROW_FIELDS, AuditConfig
 from audit.data import face_source
-from audit.groups import PREDICTED_ATTRIBUTES, predict_groups, skin_tone
 from audit.stats import Threshold, calibrate_threshold
-from deblur.degrade import as_image, degrade, quantize
-from deblur.embed import PUBLISHED_THRESHOLDS, Embedder, centred_cosine, get_embedder, l2_distance
-from deblur.faces import CROP_SIZE, NoFaceError, face_crop, haar_has_face
-from deblur.metrics import psnr, ssim
-from deblur.restore import close_restorers, external_restorers, parse_external, restore_outcomes
+from audit.step import (
+    AuditStep,
+    CleanFace,
+    Item,
+    StepRunner,
+    finish_rows,
+    measure_chunk,
+    prepare_face,
+    resolve_restorers,
+    restore_chunk,
+    to_crop,
+)
+from deblur.embed import PUBLISHED_THRESHOLDS, Embedder
+from deblur.restore import close_restorers
 
-# AuditConfig and ROW_FIELDS live in audit.config; re-exported for existing callers.
-__all__ = ["ROW_FIELDS", "AuditConfig", "AuditResult", "CleanFace", "Gallery", "audit_image",
-           "count_statuses", "prepare_face", "resolve_restorers", "run_audit"]
+# AuditConfig and ROW_FIELDS live in audit.config, the per-image step (CleanFace, prepare_face, resolve_restorers,
+# to_crop) in audit.step; re-exported for existing callers.
+__all__ = ["ROW_FIELDS", "AuditConfig", "AuditResult", "AuditStep", "BatchTask", "CleanFace", "Engine", "Gallery",
+           "SequentialEngine", "audit_image", "chunks", "count_statuses", "prepare_face", "resolve_restorers",
+           "run_audit", "to_crop"]
 
 
 @dataclass
@@ -84,6 +97,12 @@ class Gallery:
         threshold = calibrate_threshold(e, fmr, seed, identities, fallback) if len(ids) >= 2 else None
         return cls(list(ids), e, e.mean(axis=0), threshold, None if identities is None else list(identities))
 
+    def embedding_of(self, image_id: str) -> np.ndarray:
+        """The clean embedding of ``image_id``."""
+        if getattr(self, "_index", None) is None:
+            self._index = {i: k for k, i in enumerate(self.ids)}
+        return self.embeddings[self._index[image_id]]
+
     def rank1(self, embedding: np.ndarray | None, own_id: str) -> bool:
         """Whether the nearest clean face to ``embedding`` is its own original -- or, with identities, any
         clean photo of the same person (re-identified)."""
@@ -102,107 +121,12 @@ class Gallery:
         return bool(np.isfinite(distance) and distance <= self.threshold.distance)
 
 
-@dataclass
-class CleanFace:
-    """One clean face after the first pass.
-
-    Attributes:
-        image_id: id of the image.
-        image: ``128x128x3`` face crop (or ``None`` if no face was found).
-        embedding: clean embedding (``None``: no face; its rows get status ``no_face_clean``).
-        landmarks: five dlib landmarks of the crop, if known (for the skin region).
-        groups: group column → group value (labels and predictions).
-        info: supporting values (predicted age, ITA, skin L*, why skin was unusable...).
-    """
-
-    image_id: str
-    image: np.ndarray | None
-    embedding: np.ndarray | None
-    landmarks: np.ndarray | None
-    groups: dict[str, str]
-    info: dict = field(default_factory=dict)
-
-
-def _crop_mode(config) -> str:
-    """``"auto"`` is ``"whole"`` for the built-in set (already aligned crops) and ``"detect"`` for photos."""
-    if config.crop != "auto":
-        return config.crop
-    return "whole" if config.data == "builtin" else "detect"
-
-
-def to_crop(img: np.ndarray, crop: str = "detect", size: int = CROP_SIZE) -> np.ndarray | None:
-    """Face crop of a photo in facedrift's one crop geometry (:mod:`deblur.faces`).
-
-    ``"detect"`` finds and aligns the largest face (MTCNN, then dlib's landmarks); ``"whole"`` means the
-    image already *is* such a crop (the built-in set, or crops saved by facedrift) and is only resized.
-    ``"auto"`` is ``"detect"`` here (the audit driver maps it to ``"whole"`` for the built-in set only):
-    a square photo is not an aligned crop just because it is small.
-
-    Returns:
-        ``size x size x 3`` float32 crop, or ``None`` when no face is detected.
-    """
-    if crop not in ("auto", "whole", "detect"):
-        raise ValueError(f"crop must be 'auto', 'whole' or 'detect', got {crop!r}")
-    img = as_image(img)
-    h, w = img.shape[:2]
-    if crop == "whole":
-        if (h, w) == (size, size):
-            return img
-        return np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_CUBIC),
-                       0, 1).astype(np.float32)
-    try:
-        return face_crop(img, size).image
-    except NoFaceError:
-        return None
-
-
-def prepare_face(img: np.ndarray | None, image_id: str, embedder: Embedder, *, labels: Mapping[str, str] | None = None,
-                 predict: Sequence[str] = PREDICTED_ATTRIBUTES, crop: str = "auto",
-                 require_detection: bool = True) -> CleanFace:
-    """First pass for one image: crop, check there is a face, embed, and form its groups.
-
-    Args:
-        img: the photo or face crop (``None``: unreadable, treated as no face).
-        image_id: its id.
-        embedder: face embedder.
-        labels: ground-truth group columns of this image (already strings).
-        predict: predicted attributes to add (see :data:`audit.groups.PREDICTED_ATTRIBUTES`).
-        crop: see :func:`to_crop`.
-        require_detection: the clean crop must pass OpenCV's frontal-face Haar cascade (the study's filter);
-            whole-crop embedders would otherwise embed a picture without a face.
-    """
-    groups = dict(labels or {})
-    face = to_crop(img, crop) if img is not None else None
-    if face is not None and require_detection and not haar_has_face(face):
-        face = None
-    if face is None:
-        for attr in predict:
-            groups.setdefault(attr, "no_face")
-        return CleanFace(image_id, None, None, None, groups, {"reason": "no face in the clean image"})
-    embedding = embedder.embed(face)
-    landmarks = embedder.landmarks(face) if hasattr(embedder, "landmarks") else None
-    info: dict = {}
-    if predict:
-        predicted = predict_groups(face, landmarks, predict)
-        for attr in predict:
-            groups[attr] = str(predicted.pop(attr))
-        info.update(predicted)
-    if embedding is None:
-        info["reason"] = "the embedder found no face in the clean crop"
-    return CleanFace(image_id, face, embedding, landmarks, groups, info)
-
-
-def _restorer_meta(restorer) -> dict:
-    return {"model": restorer.name, "model_family": getattr(restorer, "family", ""),
-            "uses_strength": bool(getattr(restorer, "uses_strength", False))}
-
-
 def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object]],
-                degradations: Mapping[str, Sequence[float]], embedder: Embedder, gallery: Gallery,
-                skin_pixels: np.ndarray | None = None) -> list[dict]:
+                degradations: Mapping[str, Sequence[float]], embedder: Embedder, gallery: Gallery) -> list[dict]:
     """All measurements of one clean face: one row per degradation × strength × restorer.
 
-    Pure: depends only on its arguments and writes nothing, so it can be mapped over images by any engine.
+    Pure: depends only on its arguments and writes nothing. The engines run the same two halves
+    (:func:`restore_chunk`, :func:`measure_chunk`) on chunks of faces, and :func:`finish_rows` in the driver.
 
     Args:
         clean: the face from :func:`prepare_face` (its ``groups`` are copied into every row).
@@ -210,8 +134,7 @@ def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object
             ``docs/CONTRACTS.md``); restorers that do not handle a kind are simply absent for it.
         degradations: degradation kind → strengths (pixels of the crop).
         embedder: the embedder that made the gallery.
-        gallery: clean gallery (threshold, centre, rank-1).
-        skin_pixels: pixels for ITA (default: measured on the clean crop with its landmarks).
+        gallery: clean gallery (threshold, centre, rank-1); it must contain ``clean`` if it has a face.
 
     Returns:
         Rows (dicts with :data:`ROW_FIELDS` plus the group columns). ``status`` is ``ok``,
@@ -219,80 +142,8 @@ def audit_image(clean: CleanFace, *, restorers: Mapping[str, Mapping[str, object
         :data:`deblur.restore.external.FAILURE_REASONS`, details in ``note``) or ``error:<Type>: <message>``; no case
         is dropped. ``note`` also says when an external output was resized back.
     """
-    base = {"image_id": clean.image_id, "embedder": embedder.name,
-            "threshold": gallery.threshold.distance if gallery.threshold else math.nan, **clean.groups}
-    rows: list[dict] = []
-    if clean.embedding is None or clean.image is None:
-        for kind, strengths in degradations.items():
-            for strength in strengths:
-                for restorer in restorers.get(kind, {}).values():
-                    rows.append({**base, **_restorer_meta(restorer), "degradation": kind, "strength": float(strength),
-                                 "status": "no_face_clean"})
-        return rows
-    centre = gallery.centre
-    tone = skin_tone(clean.image, clean.landmarks, pixels=skin_pixels)
-    settings = []  # (kind, strength, degraded, its embedding, its fields)
-    for kind, strengths in degradations.items():
-        for strength in strengths:
-            degraded = quantize(degrade(clean.image, kind, strength))
-            emb_deg = embedder.embed(degraded)
-            d_deg = l2_distance(emb_deg, clean.embedding) if emb_deg is not None else math.nan
-            settings.append((kind, float(strength), degraded, emb_deg, {
-                "dist_degraded_clean": d_deg,
-                "sim_degraded_clean": centred_cosine(emb_deg, clean.embedding, centre) if emb_deg is not None
-                else math.nan,
-                "match_degraded": gallery.matches(d_deg) if gallery.threshold else None,
-                "rank1_degraded": gallery.rank1(emb_deg, clean.image_id),
-                "psnr_degraded": psnr(degraded, clean.image), "ssim_degraded": ssim(degraded, clean.image),
-            }))
-    # All settings of one restorer in one call: external restorers run them concurrently.
-    outcomes = {}
-    for kind in degradations:
-        for name, restorer in restorers.get(kind, {}).items():
-            idx = [i for i, s in enumerate(settings) if s[0] == kind]
-            given = [s[1] if getattr(restorer, "uses_strength", False) else None for s in (settings[i] for i in idx)]
-            found = restore_outcomes(restorer, [settings[i][2] for i in idx], given)
-            outcomes.update({(i, name): o for i, o in zip(idx, found, strict=True)})
-    for i, (kind, strength, degraded, emb_deg, deg_fields) in enumerate(settings):
-        for name, restorer in restorers.get(kind, {}).items():
-            row = {**base, **_restorer_meta(restorer), "degradation": kind, "strength": strength, **deg_fields}
-            outcome = outcomes[(i, name)]
-            start = time.perf_counter()
-            row["status"], row["note"] = outcome.status, outcome.note
-            if outcome.ok:
-                try:
-                    same = np.array_equal(outcome.image, degraded)  # "none": reuse the degraded embedding
-                    emb = emb_deg if same else embedder.embed(outcome.image)
-                    row.update(_restored_fields(outcome.image, emb, emb_deg, clean, gallery, tone))
-                except Exception as exc:  # noqa: BLE001 - one failing measurement must not stop the audit
-                    row["status"] = f"error:{type(exc).__name__}: {exc}"[:300]
-            row["seconds"] = outcome.seconds + time.perf_counter() - start
-            rows.append(row)
-    return rows
-
-
-def _restored_fields(restored, emb, emb_deg, clean: CleanFace, gallery: Gallery, tone) -> dict:
-    out = {"psnr_restored": psnr(restored, clean.image), "ssim_restored": ssim(restored, clean.image),
-           "face_detected_restored": haar_has_face(restored)}
-    restored_tone = skin_tone(restored, pixels=tone.pixels) if tone.n_pixels else None
-    if restored_tone is not None and np.isfinite(tone.ita):
-        out.update({"ita_clean": tone.ita, "ita_restored": restored_tone.ita,
-                    "delta_ita": restored_tone.ita - tone.ita, "lightness_clean": tone.lightness,
-                    "delta_lightness": restored_tone.lightness - tone.lightness})
-    if emb is None:
-        out.update({"status": "no_face_restored", "match_restored": False if gallery.threshold else None,
-                    "rank1_restored": False})
-        return out
-    d = l2_distance(emb, clean.embedding)
-    out.update({
-        "status": "ok", "dist_restored_clean": d,
-        "sim_restored_clean": centred_cosine(emb, clean.embedding, gallery.centre),
-        "dist_restored_degraded": l2_distance(emb, emb_deg) if emb_deg is not None else math.nan,
-        "drift": d - l2_distance(emb_deg, clean.embedding) if emb_deg is not None else math.nan,
-        "match_restored": gallery.matches(d) if gallery.threshold else None,
-        "rank1_restored": gallery.rank1(emb, clean.image_id),
-    })
-    return out
+    settings = restore_chunk([clean], restorers, degradations)
+    return finish_rows(measure_chunk([clean], settings, restorers, degradations, embedder)[0], gallery)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -313,34 +164,9 @@ class AuditResult:
     files: list[Path]
     seconds: float
     group_table: object = None  # pandas DataFrame of the group report
+    n_resumed: int = 0  # images whose rows were kept from an earlier run (--resume)
+    engine: str = "sequential"
     status_counts: dict = field(default_factory=dict)  # model -> {status kind -> rows}, e.g. "error:timeout"
-
-
-def resolve_restorers(models: Sequence[str] | None, kinds: Sequence[str], external: Sequence[str] = (),
-                      external_concurrency: int | None = None) -> dict[str, dict[str, object]]:
-    """Restorers per degradation kind: :func:`deblur.restore.restorers_for` (learned + classical + ``none``)
-    plus the ``external`` specs (always included; imported / connected now).
-
-    Raises:
-        ValueError: if a requested model name is not available for any of ``kinds`` (lists the known ones),
-            or an external spec is bad, unreachable or reuses a built-in name.
-    """
-    from deblur.restore import restorers_for  # imports torch (seconds): only when restorers are resolved
-
-    available = {kind: restorers_for(kind) for kind in kinds}
-    known = sorted({name for found in available.values() for name in found})
-    outside = [parse_external(spec).name for spec in external]
-    clash = sorted(set(outside) & set(known))
-    if clash:
-        raise ValueError(f"external restorer name(s) {clash} are taken by built-in restorers; pick other NAME=")
-    if models is not None:
-        unknown = [m for m in models if m not in known and m not in outside]
-        if unknown:
-            raise ValueError(f"unknown model(s) {unknown} for degradations {list(kinds)}; known: {known}")
-        available = {kind: {m: found[m] for m in models if m in found} for kind, found in available.items()}
-    for kind, found in external_restorers(external, kinds, concurrency=external_concurrency).items():
-        available[kind].update(found)
-    return available
 
 
 def count_statuses(per_image_csv: str | Path) -> dict[str, dict[str, int]]:
@@ -361,13 +187,166 @@ def count_statuses(per_image_csv: str | Path) -> dict[str, dict[str, int]]:
 ProgressFn = Callable[[str, int, int], None]
 
 
-def run_audit(config: AuditConfig, progress: ProgressFn | None = None) -> AuditResult:
+def chunks(seq: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of ``size`` items (the last may be shorter)."""
+    it = iter(seq)
+    while part := list(itertools.islice(it, size)):
+        yield part
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Runs the per-image step over many faces. Results may come back in any order.
+
+    :class:`SequentialEngine` runs in this process; ``audit.parallel`` has a process pool and Ray Data.
+    """
+
+    name: str
+
+    def clean(self, step: AuditStep, items: Iterable[Item]) -> Iterator[CleanFace]:
+        """First pass of every item."""
+        ...
+
+    def audit(self, step: AuditStep, cleans: Sequence[CleanFace]) -> Iterator[list[dict]]:
+        """Gallery-free rows of each clean face (one list per face, see :func:`measure_chunk`)."""
+        ...
+
+    def map(self, task: BatchTask, items: Iterable, batch_size: int) -> Iterator:
+        """``task(batch)`` over batches of ``items``; one result per item (used by ``audit.safety``)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class BatchTask(Protocol):
+    """Work an engine maps over batches: picklable and small; heavy state (models) loads once per worker.
+
+    Attributes:
+        key: hashable identity of what :meth:`load` returns: a worker loads it once per key and reuses it.
+    """
+
+    key: object
+
+    def load(self) -> object:
+        """The heavy state (embedder, restorers...)."""
+        ...
+
+    def run(self, state: object, batch: list) -> list:
+        """One result per item of ``batch``."""
+        ...
+
+
+class SequentialEngine:
+    """The per-image step in this process, batch after batch (``--engine local --workers 1``)."""
+
+    name = "sequential"
+
+    def __init__(self) -> None:
+        self._runners: dict[AuditStep, StepRunner] = {}
+        self._states: dict[object, object] = {}  # loaded state of Engine.map tasks
+
+    def _runner(self, step: AuditStep) -> StepRunner:
+        return self._runners.setdefault(step, StepRunner(step))
+
+    def clean(self, step: AuditStep, items: Iterable[Item]) -> Iterator[CleanFace]:
+        for part in chunks(items, step.batch_size):
+            yield from self._runner(step).clean(part)
+
+    def audit(self, step: AuditStep, cleans: Sequence[CleanFace]) -> Iterator[list[dict]]:
+        for part in chunks(cleans, step.batch_size):
+            yield from self._runner(step).audit(part)
+
+    def map(self, task: BatchTask, items: Iterable, batch_size: int) -> Iterator:
+        if task.key not in self._states:
+            self._states[task.key] = task.load()
+        for part in chunks(items, batch_size):
+            yield from task.run(self._states[task.key], part)
+
+    def close(self) -> None:
+        for runner in self._runners.values():
+            runner.close()
+        self._runners.clear()
+        self._states.clear()
+
+    def __enter__(self) -> SequentialEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def expected_settings(restorers: Mapping[str, Mapping[str, object]],
+                      degradations: Mapping[str, Sequence[float]]) -> set[tuple[str, str, float]]:
+    """The (model, degradation, strength) of every row one image gets."""
+    return {(name, kind, float(s)) for kind, strengths in degradations.items() for s in strengths
+            for name in restorers.get(kind, {})}
+
+
+def _resume_rows(per_image: Path, fields: Sequence[str], wanted: set[tuple[str, str, float]],
+                 threshold: Threshold | None) -> tuple[list[dict], set[str]]:
+    """Rows of the images that are complete in an existing ``per_image.csv``, and their ids.
+
+    Raises:
+        ValueError: when the file was written by a different audit (other columns or threshold).
+    """
+    try:
+        old = pd.read_csv(per_image, dtype={"image_id": str}, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        return [], set()
+    if list(old.columns) != list(fields):
+        raise ValueError(f"{per_image} has other columns than this audit writes: it comes from a different audit "
+                         "(data, labels or predictions); choose another --out or drop --resume")
+    if len(old):
+        thr = threshold.distance if threshold else math.nan
+        seen = pd.to_numeric(old["threshold"], errors="coerce").dropna().unique()
+        if len(seen) and not all(math.isclose(float(v), thr, rel_tol=1e-9) for v in seen):
+            raise ValueError(f"{per_image} was written with match threshold {seen[0]:.6g}, this audit's is {thr:.6g}: "
+                             "it comes from a different audit (data, n, fmr or seed); choose another --out or drop "
+                             "--resume")
+    complete = set()
+    for image_id, part in old.groupby("image_id", sort=False):
+        got = set(zip(part["model"], part["degradation"], part["strength"].astype(float), strict=True))
+        if got == wanted and len(part) == len(wanted):
+            complete.add(str(image_id))
+    return old[old["image_id"].isin(complete)].to_dict("records"), complete
+
+
+def _in_data_order(per_image: Path, order: Mapping[str, int]) -> None:
+    """Rewrite ``per_image.csv`` with the images in data order (each image's rows keep their order).
+
+    Engines append rows as images finish; the file (and the report's bootstraps, which resample rows in file
+    order) must not depend on which worker finished first.
+    """
+    with per_image.open(newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        rows = list(reader)
+    col = header.index("image_id")
+    rows.sort(key=lambda r: order.get(r[col], len(order)))  # stable: an image's rows stay in setting order
+    tmp = per_image.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    tmp.replace(per_image)
+
+
+def run_audit(config: AuditConfig, progress: ProgressFn | None = None, *, engine: Engine | None = None,
+              resume: bool = False, batch_size: int = 16) -> AuditResult:
     """Run a full audit: clean pass, calibration, per-image pass (rows appended as they finish), report.
 
     Args:
         config: the run's settings.
         progress: called as ``progress(stage, done, total)`` with stage ``"clean"`` or ``"audit"`` (drive a
             tqdm bar or ``gr.Progress`` with it).
+        engine: where the per-image step runs (default: :class:`SequentialEngine`; see
+            :func:`audit.parallel.make_engine`). The caller closes an engine it passes. Every engine gives the
+            same rows.
+        resume: keep the rows of images that are complete in an existing ``per_image.csv`` of ``config.out``
+            and audit only the others; the report is then built from all rows.
+        batch_size: faces per batch (restorers and the embedder run batched).
 
     Returns:
         An :class:`AuditResult` (paths, threshold, counts).
@@ -376,59 +355,75 @@ def run_audit(config: AuditConfig, progress: ProgressFn | None = None) -> AuditR
     start = time.perf_counter()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    per_image = out / "per_image.csv"
+    if resume and not per_image.is_file():
+        raise FileNotFoundError(f"--resume: {per_image} does not exist; run without --resume to start the audit")
+    # Resolved here too: unknown names and unreachable external restorers fail before any work.
     restorers = resolve_restorers(config.models, list(config.degradations), config.external,
                                   config.external_concurrency)
-    try:
-        return _run(config, restorers, progress, start, out)
-    finally:
-        close_restorers(restorers)
-
-
-def _run(config: AuditConfig, restorers, progress: ProgressFn | None, start: float, out: Path) -> AuditResult:
-    embedder = get_embedder(config.embedder)
+    wanted = expected_settings(restorers, config.degradations)
+    close_restorers(restorers)
+    step = AuditStep.from_config(config, batch_size)
+    own = engine is None
+    engine = engine or SequentialEngine()
     meta, items, total = face_source(config.data, labels=config.labels, fmt=config.format, n=config.n)
     progress = progress or (lambda stage, done, total: None)
+    try:
+        skipped = list(meta["skipped"])
+        order: dict[str, int] = {}
 
-    cleans: list[CleanFace] = []
-    skipped = list(meta["skipped"])
-    if config.identity and config.identity not in meta["group_columns"]:
-        raise ValueError(f"identity column {config.identity!r} is not in the labels; columns: {meta['group_columns']}")
-    identities: dict[str, str] = {}
-    for k, (image_id, image, labels, reason) in enumerate(items):
-        if config.identity:  # who the person is: used for pairs and rank-1, never as a group
-            labels = dict(labels)
-            identities[image_id] = labels.pop(config.identity)
-        if reason is not None:
-            skipped.append({"id": image_id, "path": "", "reason": reason})
-        else:
-            cleans.append(prepare_face(image, image_id, embedder, labels=labels, predict=config.predict,
-                                       crop=_crop_mode(config)))
-        progress("clean", k + 1, total)
-    with_face = [c for c in cleans if c.embedding is not None]
-    gallery = Gallery.build([c.image_id for c in with_face], [c.embedding for c in with_face], config.fmr, config.seed,
-                            identities=[identities[c.image_id] for c in with_face] if config.identity else None,
-                            embedder_key=config.embedder)
-    if gallery.threshold is not None and gallery.threshold.note:
-        print(f"warning: {gallery.threshold.note}", file=sys.stderr)
+        if config.identity and config.identity not in meta["group_columns"]:
+            raise ValueError(f"identity column {config.identity!r} is not in the labels; columns: "
+                             f"{meta['group_columns']}")
+        identities: dict[str, str] = {}
 
-    group_columns = [c for c in meta["group_columns"] if c != config.identity] + list(config.predict)
-    fields = list(ROW_FIELDS) + [c for c in group_columns if c not in ROW_FIELDS]
-    per_image = out / "per_image.csv"
-    with per_image.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        fh.flush()
-        for k, clean in enumerate(cleans):
-            try:
-                rows = audit_image(clean, restorers=restorers, degradations=config.degradations, embedder=embedder,
-                                   gallery=gallery)
-            except Exception as exc:  # noqa: BLE001 - count and go on; the traceback goes in the row
-                rows = [{"image_id": clean.image_id, "embedder": embedder.name, **clean.groups,
-                         "status": f"error:{type(exc).__name__}: {exc}"[:300]}]
-                traceback.print_exc()
-            writer.writerows(rows)
-            fh.flush()  # rows of finished images are on disk even if a later image crashes the run
-            progress("audit", k + 1, len(cleans))
+        def readable():
+            for k, (image_id, image, labels, reason) in enumerate(items):
+                if config.identity:  # who the person is: used for pairs and rank-1, never as a group
+                    labels = dict(labels)
+                    identities[image_id] = labels.pop(config.identity)
+                if reason is not None:
+                    skipped.append({"id": image_id, "path": "", "reason": reason})
+                    progress("clean", k + 1, total)
+                else:
+                    order[image_id] = k
+                    yield image_id, image, labels
+
+        cleans = []
+        for clean in engine.clean(step, readable()):
+            cleans.append(clean)
+            progress("clean", len(cleans) + len(skipped) - len(meta["skipped"]), total)
+        cleans.sort(key=lambda c: order[c.image_id])  # data order: the calibration samples pairs by position
+        with_face = [c for c in cleans if c.embedding is not None]
+        gallery = Gallery.build([c.image_id for c in with_face], [c.embedding for c in with_face], config.fmr,
+                                config.seed, embedder_key=config.embedder,
+                                identities=[identities[c.image_id] for c in with_face] if config.identity else None)
+        if gallery.threshold is not None and gallery.threshold.note:
+            print(f"warning: {gallery.threshold.note}", file=sys.stderr)
+
+        group_columns = [c for c in meta["group_columns"] if c != config.identity] + list(config.predict)
+        fields = list(ROW_FIELDS) + [c for c in group_columns if c not in ROW_FIELDS]
+        kept, done_ids = ([], set())
+        if resume:
+            kept, done_ids = _resume_rows(per_image, fields, wanted, gallery.threshold)
+        todo = [c for c in cleans if c.image_id not in done_ids]
+        (out / "run.json").unlink(missing_ok=True)  # written last: its absence marks an unfinished audit
+        with per_image.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+            fh.flush()
+            progress("audit", len(done_ids), len(cleans))
+            embedder_names = {str(r["embedder"]) for r in kept}
+            for k, rows in enumerate(engine.audit(step, todo)):
+                embedder_names.update(str(r["embedder"]) for r in rows)
+                writer.writerows(finish_rows(rows, gallery))
+                fh.flush()  # rows of finished images are on disk even if a later image crashes the run
+                progress("audit", len(done_ids) + k + 1, len(cleans))
+        _in_data_order(per_image, order)
+    finally:
+        if own:
+            engine.close()
 
     faces_csv = out / "faces.csv"
     with faces_csv.open("w", newline="") as fh:
@@ -447,13 +442,13 @@ def _run(config: AuditConfig, restorers, progress: ProgressFn | None, start: flo
 
     run_info = {"config": {k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
                            for k, v in asdict(config).items()},
-                "embedder": embedder.name, "threshold": asdict(gallery.threshold) if gallery.threshold else None,
+                "embedder": ", ".join(sorted(embedder_names)),
+                "threshold": asdict(gallery.threshold) if gallery.threshold else None,
                 "n_images": len(cleans), "n_no_face_clean": len(cleans) - len(with_face), "n_skipped": len(skipped),
                 "source": meta["source"], "notes": meta["notes"],
                 "label_source": {c: ("label" if c in meta["group_columns"] else "prediction") for c in group_columns}}
     files = report.write_report(out, per_image, run_info, config, cleans=cleans)
     files += [faces_csv, *([skipped_csv] if skipped else [])]  # listed by the CLI, offered by the app
-    result = AuditResult(out, per_image, out / "groups.csv", gallery.threshold, len(cleans),
-                         len(cleans) - len(with_face), skipped, files, time.perf_counter() - start,
-                         status_counts=count_statuses(per_image))
-    return result
+    return AuditResult(out, per_image, out / "groups.csv", gallery.threshold, len(cleans),
+                       len(cleans) - len(with_face), skipped, files, time.perf_counter() - start,
+                       status_counts=count_statuses(per_image), n_resumed=len(done_ids), engine=engine.name)

@@ -17,6 +17,7 @@ Predicted attributes:
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -119,6 +120,12 @@ class SkinTone:
     pixels: np.ndarray
 
 
+def _exact_mean(values: np.ndarray) -> float:
+    """Correctly rounded mean: the same pixels give the same bits in every process and engine (numpy's SIMD
+    float32 sums depend on the array's memory alignment)."""
+    return math.fsum(values.astype(np.float64).tolist()) / len(values)
+
+
 def skin_tone(img: np.ndarray, landmarks: np.ndarray | None = None, pixels: np.ndarray | None = None) -> SkinTone:
     """ITA° of the skin in a face crop.
 
@@ -147,7 +154,7 @@ def skin_tone(img: np.ndarray, landmarks: np.ndarray | None = None, pixels: np.n
     if n < _MIN_SKIN_PIXELS or n < _MIN_SKIN_FRACTION * max(1, n_region):
         return SkinTone(float("nan"), float("nan"), float("nan"), n, UNUSABLE,
                         f"only {n} of {n_region} skin-region pixels look like lit skin", pixels)
-    lightness, b = float(lab[..., 0][pixels].mean()), float(lab[..., 2][pixels].mean())
+    lightness, b = _exact_mean(lab[..., 0][pixels]), _exact_mean(lab[..., 2][pixels])
     if b <= 0:
         return SkinTone(float("nan"), lightness, b, n, UNUSABLE, f"mean b* = {b:.2f} <= 0: ITA is meaningless", pixels)
     ita = float(np.degrees(np.arctan((lightness - 50.0) / b)))

@@ -204,12 +204,12 @@ def write_report(out: Path, per_image_csv: Path, run_info: dict, config, cleans:
     files = [per_image_csv]
     thr = run_info.get("threshold") or {}
     if not table.empty:
-        table.insert(0, "embedder", run_info["embedder"])
-        table.insert(1, "threshold", thr.get("distance", np.nan))
-        table.insert(2, "fmr", config.fmr)
-        table.insert(3, "threshold_source", thr.get("source", ""))
-        table.insert(4, "n_boot", config.n_boot)
-        table.insert(5, "seed", config.seed)
+        front = {"embedder": run_info["embedder"], "threshold": thr.get("distance", np.nan), "fmr": config.fmr}
+        if "source" in thr:  # runs from round two on say where the threshold comes from (older run.json: not)
+            front["threshold_source"] = thr["source"]
+        front.update({"n_boot": config.n_boot, "seed": config.seed})
+        for k, (column, value) in enumerate(front.items()):
+            table.insert(k, column, value)
     groups_csv = out / "groups.csv"
     table.to_csv(groups_csv, index=False, float_format="%.6g")
     files.append(groups_csv)
@@ -242,8 +242,12 @@ def rebuild(out: str | Path) -> list[Path]:
     """
     out = Path(out)
     run_json = out / "run.json"
-    if not run_json.is_file() or not (out / "per_image.csv").is_file():
-        raise FileNotFoundError(f"{out} has no run.json and per_image.csv of a finished audit")
+    if not (out / "per_image.csv").is_file():
+        raise FileNotFoundError(f"{out} has no per_image.csv: it is not an audit folder (give the --out of an audit)")
+    if not run_json.is_file():
+        raise FileNotFoundError(f"the audit in {out} did not finish (per_image.csv but no run.json): rerun the same "
+                                f"python -m audit command with --out {out} --resume to finish it; that also writes "
+                                "the report")
     run_info = json.loads(run_json.read_text())
     config = AuditConfig(**{**run_info["config"], "contact_sheets": False})
     return write_report(out, out / "per_image.csv", run_info, config)

@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 
 from deblur import degrade as D
+from deblur.blind import BlindReading, estimate_photo
 from deblur.embed import PUBLISHED_THRESHOLDS, get_embedder, l2_distance
 from deblur.faces import CROP_SIZE, MIN_FACE_PX, FaceCrop, NoFaceError, crop_face, detect_faces, face_crop
-from deblur.metrics import psnr, ssim
+from deblur.metrics import collapse, psnr, ssim
 from deblur.restore import close_restorers, external_restorers, restore_outcomes, restorers_for
 from deblur.strengths import STRENGTHS, check_strength
 
@@ -34,7 +35,7 @@ WHOLE_MAX_SIDE = 512  # restorers and the embedder stay interactive on CPU at th
 # dlib's own same-person threshold, calibrated on real photos (LFW). On generated faces it is too lenient
 # (see ASSETS.md), so the app calls it a rough guide, and the audit calibrates its own.
 METRIC_COLUMNS = ["restorer", "family", "told strength", "PSNR (dB)", "SSIM", "identity dist. to original",
-                  "identity dist. to degraded", "time (ms)", "reading"]
+                  "identity dist. to degraded", "artefacts", "time (ms)", "reading"]
 IDENTITY_THRESHOLD = PUBLISHED_THRESHOLDS["dlib"].distance  # dlib's published same-person L2
 EMBEDDER = "dlib"
 
@@ -180,7 +181,10 @@ def _distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
     return float("nan") if a is None or b is None else l2_distance(a, b)
 
 
-def _reading(d_orig: float, d_input: float, d_deg_orig: float, has_original: bool) -> str:
+def _reading(d_orig: float, d_input: float, d_deg_orig: float, has_original: bool, artefacts: str = "ok") -> str:
+    if artefacts == "collapsed":  # ringing/stripes: an identity distance to them is not a statement about a face
+        return ("output collapsed into ringing/stripes (usually a wrong strength): not a reconstruction, so no "
+                "identity reading")
     if has_original:
         if np.isnan(d_orig):
             return "no face found in this output by the identity model"
@@ -229,6 +233,7 @@ def metrics_table(result: PlaygroundResult, prepared: Prepared, mode: str) -> pd
             continue
         e_rec = e_deg if rec.name == "none" else embed(rec.image)
         d_orig, d_input = _distance(e_rec, e_orig), _distance(e_rec, e_deg)
+        artefacts = collapse(result.degraded, rec.image).verdict
         rows.append({
             "restorer": rec.label,
             "family": rec.family,
@@ -237,8 +242,10 @@ def metrics_table(result: PlaygroundResult, prepared: Prepared, mode: str) -> pd
             "SSIM": round(ssim(result.original, rec.image), 4) if has_original else float("nan"),
             "identity dist. to original": round(d_orig, 3),
             "identity dist. to degraded": round(d_input, 3),
+            "artefacts": artefacts,
             "time (ms)": round(rec.seconds * 1000, 1),
-            "reading": _reading(d_orig, d_input, d_deg_orig, has_original) + (f" ({rec.note})" if rec.note else ""),
+            "reading": _reading(d_orig, d_input, d_deg_orig, has_original, artefacts)
+            + (f" ({rec.note})" if rec.note else ""),
         })
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
@@ -249,6 +256,10 @@ def _summary(result: PlaygroundResult) -> str:
     if table is None or table.empty:
         return " ".join(lines)
     learned = table[table["family"] == "learned"]
+    broken = table[table["artefacts"] == "collapsed"]
+    if len(broken):
+        lines.append(f"**{len(broken)} output(s) collapsed into ringing/stripes** ({', '.join(broken['restorer'])}): "
+                     "the strength they were told is probably wrong for this photo; they get no identity reading.")
     if result.original is not None:
         col = "identity dist. to original"
         if table[col].notna().any():
@@ -263,6 +274,17 @@ def _summary(result: PlaygroundResult) -> str:
     lines.append(f"Identity distance: dlib embeddings, L2; below {IDENTITY_THRESHOLD} usually means the same person "
                  "on real photos — a rough guide, not a verdict.")
     return "\n\n".join(lines)
+
+
+def estimate_degradation(photo: np.ndarray, prepared: Prepared, mode: str) -> BlindReading:
+    """Estimate the degradation of an already degraded upload (:func:`deblur.blind.estimate_photo`).
+
+    The estimate is made in pixels of the photo (on the face crop's footprint in face mode, so the crop's
+    rotation and resampling do not change the blur) and converted to pixels of the processed image.
+    """
+    if mode == "face" and prepared.where is not None:
+        return estimate_photo(photo, prepared.where.matrix, crop_size=CROP_SIZE)
+    return estimate_photo(photo, None, processed_scale=prepared.image.shape[1] / photo.shape[1])
 
 
 def check_request(source: str, kind: str, strength: float) -> float:

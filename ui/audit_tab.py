@@ -9,6 +9,7 @@ uploaded data zip is extracted into its own temporary folder and deleted when th
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import tempfile
 import zipfile
@@ -23,6 +24,7 @@ import pandas as pd
 from audit import report
 from audit.data.fairface import ATTRIBUTION
 from audit.engine import AuditConfig, run_audit
+from audit.parallel import make_engine
 from deblur.restore import WEIGHTS_DIR, offered_models
 from deblur.restore.classical import classical_restorers
 from deblur.strengths import AUDIT_GRID, STRENGTHS, format_grid, parse_strengths
@@ -183,7 +185,7 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
                       labels_csv: str | Path | bytes | None = None, *, dataset: str = "builtin",
                       allow_upload: bool = True, n_boot: int = 500,
                       progress: Callable[[str, int, int], None] | None = None, work: Path | None = None,
-                      zip_name: str | None = None, external: str | None = None) -> AuditRun:
+                      zip_name: str | None = None, workers: int = 1, external: str | None = None) -> AuditRun:
     """Run one audit for the app, exactly as ``python -m audit`` would with these settings.
 
     Args:
@@ -204,6 +206,8 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
         work: folder for this request's report and extracted upload (the app passes a temporary folder it
             deletes once the outputs are published); default: a new temporary folder left to the caller.
         zip_name: the upload's file name, for the status line.
+        workers: worker processes of the audit engine (the app gives each queued request its share of the
+            cores; 1 runs in this process). The rows are the same whatever the count.
         external: the tab's external restorer field (Gradio app URLs / Space ids; local runs only), audited
             next to the chosen restorers and labelled ``external``.
 
@@ -245,7 +249,8 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
             name = zip_name or (Path(data_zip).name if not isinstance(data_zip, bytes) else "a zip")
             data_note = f"your upload, {name}"
         try:
-            result = run_audit(config, progress=progress)
+            with make_engine("local", workers) as engine:
+                result = run_audit(config, progress=progress, engine=engine)
         except gr.Error:
             raise
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
@@ -296,8 +301,13 @@ def audit_request(models: list[str], kinds: list[str], strengths: str, n: float,
         run = run_audit_request(models, kinds, strengths, int(n), int(seed), embedder, zip_bytes, csv_bytes,
                                 dataset=dataset, allow_upload=not ON_SPACES, progress=report_progress,
                                 work=Path(work), zip_name=Path(data_zip).name if data_zip else None,
-                                external=external)
+                                workers=AUDIT_WORKERS, external=external)
         return outputs_for_ui(run, publish=uploads.publish)
+
+
+# The queue runs ui.build.CONCURRENCY_LIMIT (2) requests at once: an audit runs the engine on its share of the
+# cores (1 on 2 cores: in the server process; a 16-core host gets a pool of 8). Same rows whatever the count.
+AUDIT_WORKERS = max(1, (os.cpu_count() or 1) // 2)
 
 
 def tab() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from audit import safety
 from audit.data import face_items
 from audit.engine import to_crop
+from audit.parallel import add_engine_arguments, engine_from_args
 from audit.safety import KINDS, builtin_gallery, figure, gallery_from_folder, sweep_dataset, sweep_face
 from deblur.degrade import DEGRADATIONS
 from deblur.embed import get_embedder
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "NAME=http://host:port/#/api_name or NAME=owner/space#/api_name; see docs/EXTERNAL.md")
     p.add_argument("--external-concurrency", type=int, default=DEFAULT_CONCURRENCY,
                    help="calls in flight per external restorer")
+    add_engine_arguments(p, resume=False)
     return p
 
 
@@ -98,14 +100,20 @@ def _run(args, extra) -> int:
         print(res.summary()[["degradation", "recommended", "first_safe", "tested_max"]].to_string(index=False))
         print(f"{res.seconds:.1f} s, {res.n_embeddings} embeddings; excluded: {list(res.excluded)}")
         return 0
+    try:
+        engine = engine_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     items = face_items(args.data, n=args.n, labels=args.labels, fmt=args.format)
-    ds = sweep_dataset(items, degradations=args.degradations or DEGRADATIONS, margin=args.margin,
-                       thorough=args.thorough, n_boot=args.n_boot, seed=args.seed,
-                       crop="whole" if args.data == "builtin" else "detect",
-                       # built-in faces are judged among built-in faces; a folder among its own faces
-                       gallery=builtin_gallery("dlib") if args.data == "builtin" else None,
-                       progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True),
-                       extra_restorers=extra)
+    with engine:
+        ds = sweep_dataset(items, degradations=args.degradations or DEGRADATIONS, margin=args.margin,
+                           thorough=args.thorough, n_boot=args.n_boot, seed=args.seed, engine=engine,
+                           crop="whole" if args.data == "builtin" else "detect",
+                           # built-in faces are judged among built-in faces; a folder among its own faces
+                           gallery=builtin_gallery("dlib") if args.data == "builtin" else None,
+                           progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True),
+                           extra_restorers=extra)
     print(file=sys.stderr)
     paths = ds.write(out, args.plotlyjs)
     cols = [c for c in ds.per_face.columns if c.startswith("safe_")]

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from audit.engine import Gallery, prepare_face
+from audit.engine import AuditStep, Engine, Gallery, SequentialEngine
 from audit.groups import PREDICTED_ATTRIBUTES
 from audit.safety.figures import group_figures
 from audit.safety.sweep import LOWER_BOUND_NOTE, SLOW_RESTORERS, resolve_grid, sweep_face
 from audit.stats import group_metrics
+from audit.step import single_thread
 from deblur.degrade import DEGRADATIONS, NOISE_SIGMA
 from deblur.embed import Embedder, get_embedder
 
@@ -74,10 +75,11 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
                   thorough: bool = False, predict: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0,
                   min_group_n: int = 30, progress: Callable[[int, int], None] | None = None,
                   crop: str = "detect",
-                  extra_restorers: Mapping[str, Mapping[str, object]] | None = None) -> DatasetSafety:
+                  extra_restorers: Mapping[str, Mapping[str, object]] | None = None,
+                  engine: Engine | None = None) -> DatasetSafety:
     """:func:`sweep_face` over many faces, then the distribution of safe strengths per group.
 
-    Groups are formed exactly as the audit forms them (:func:`audit.engine.prepare_face`: dataset labels plus
+    Groups are formed exactly as the audit forms them (:func:`audit.step.prepare_face`: dataset labels plus
     predicted gender, age bin and skin-tone bin). The gallery is ``gallery`` plus every face of the data set not
     already in it; without one, the data set's own faces (a gallery of the same kind as each query; its threshold
     calibrated on their impostor pairs, or the embedder's published one when there are too few). Faces whose
@@ -97,15 +99,22 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
         min_group_n: groups smaller than this are flagged ``small``.
         progress: called as ``progress(done, total)`` per face.
         crop: ``"detect"`` (photos) or ``"whole"`` (already facedrift crops, e.g. the built-in set); see
-            :func:`audit.engine.to_crop`.
-        extra_restorers: degradation → {name → restorer} added to ours (external restorers).
+            :func:`audit.step.to_crop`.
+        extra_restorers: degradation → {name → restorer} added to ours (external restorers; this process only).
+        engine: where the clean pass and the sweeps run (default: this process; see :mod:`audit.parallel`).
     """
     start = time.perf_counter()
     grid = resolve_grid(degradations, strengths)
     embedder = embedder or get_embedder("dlib")
     predict = PREDICTED_ATTRIBUTES if predict is None else tuple(predict)
-    cleans = [prepare_face(img, image_id, embedder, labels=labels, predict=predict, crop=crop)
-              for image_id, img, labels in faces]
+    own = engine is None
+    engine = engine or SequentialEngine()
+    if extra_restorers and not isinstance(engine, SequentialEngine):
+        raise ValueError("external restorers run in this process: use --engine local --workers 1 with --external")
+    items = [(image_id, img, dict(labels)) for image_id, img, labels in faces]
+    order = {image_id: k for k, (image_id, _, _) in enumerate(items)}
+    step = AuditStep(embedder.key, None, (), tuple(predict), crop)
+    cleans = sorted(engine.clean(step, items), key=lambda c: order[c.image_id])
     label_cols = sorted({c for _, _, labels in faces for c in labels})
     group_columns = {**{c: "label" for c in label_cols}, **{c: "prediction" for c in predict}}
     with_face = [c for c in cleans if c.embedding is not None]
@@ -119,20 +128,24 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
             ids = base.ids + [c.image_id for c in extra]
             base = Gallery(ids, np.vstack([base.embeddings, *[c.embedding[None] for c in extra]]), base.centre,
                            base.threshold)
-    per_face, long = [], []
-    for k, c in enumerate(with_face):
-        res = sweep_face(c.image, gallery=base, embedder=embedder, degradations=list(grid), strengths=grid,
-                         margin=margin, own_id=c.image_id, thorough=thorough, seed=seed, require_face=False,
-                         extra_restorers=extra_restorers)
-        row = {"image_id": c.image_id, **{a: c.groups.get(a, "") for a in group_columns}}
-        for kind, rec in res.recommendations.items():
+    task = SweepFaces(embedder.key, base, {k: tuple(v) for k, v in grid.items()}, margin, thorough, seed,
+                      extra_restorers)
+    done: dict[str, tuple[dict, pd.DataFrame]] = {}
+    by_id = {c.image_id: c for c in with_face}
+    for image_id, recommendations, seconds, table in engine.map(task, with_face, batch_size=1):
+        c = by_id[image_id]
+        row = {"image_id": image_id, **{a: c.groups.get(a, "") for a in group_columns}}
+        for kind, rec in recommendations.items():
             row[f"safe_{kind}"] = math.nan if rec.strength is None else rec.strength
             row[f"first_safe_{kind}"] = math.nan if rec.first_safe is None else rec.first_safe
-        row["sweep_seconds"] = res.seconds
-        per_face.append(row)
-        long.append(res.table.assign(image_id=c.image_id))
+        row["sweep_seconds"] = seconds
+        done[image_id] = (row, table.assign(image_id=image_id))
         if progress is not None:
-            progress(k + 1, len(with_face))
+            progress(len(done), len(with_face))
+    if own:
+        engine.close()
+    per_face = [done[c.image_id][0] for c in with_face]  # data order, whatever order the engine finished in
+    long = [done[c.image_id][1] for c in with_face]
     per_face_df = pd.DataFrame(per_face)
     rows = pd.concat(long, ignore_index=True) if long else pd.DataFrame()
     groups = group_table(per_face_df, list(grid), group_columns, n_boot, seed, min_group_n)
@@ -146,6 +159,38 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
                 "n_no_face_clean": len(cleans) - len(with_face), "seconds": time.perf_counter() - start,
                 "n_boot": n_boot, "seed": seed, "noise": NOISE_SIGMA}
     return DatasetSafety(per_face_df, rows, groups, group_columns, settings)
+
+
+@dataclass(frozen=True)
+class SweepFaces:
+    """:func:`sweep_face` of clean faces as an engine task (:class:`audit.engine.BatchTask`): the embedder loads
+    once per worker, the restorers through the registry's cache."""
+
+    embedder: str
+    gallery: Gallery
+    grid: Mapping[str, tuple[float, ...]]
+    margin: float
+    thorough: bool
+    seed: int
+    extra_restorers: Mapping[str, Mapping[str, object]] | None = None  # this process only (not picklable)
+
+    @property
+    def key(self) -> tuple:
+        return ("safety-sweep", self.embedder)
+
+    def load(self) -> Embedder:
+        return get_embedder(self.embedder)
+
+    def run(self, embedder: Embedder, batch: list) -> list:
+        out = []
+        for c in batch:
+            with single_thread():  # the same results in every engine
+                res = sweep_face(c.image, gallery=self.gallery, embedder=embedder, degradations=list(self.grid),
+                                 strengths=self.grid, margin=self.margin, own_id=c.image_id,
+                                 thorough=self.thorough, seed=self.seed, require_face=False,
+                                 extra_restorers=self.extra_restorers)
+            out.append((c.image_id, res.recommendations, res.seconds, res.table))
+        return out
 
 
 def group_table(per_face: pd.DataFrame, kinds: Sequence[str], group_columns: Mapping[str, str], n_boot: int,
