@@ -204,12 +204,12 @@ def write_report(out: Path, per_image_csv: Path, run_info: dict, config, cleans:
     files = [per_image_csv]
     thr = run_info.get("threshold") or {}
     if not table.empty:
-        table.insert(0, "embedder", run_info["embedder"])
-        table.insert(1, "threshold", thr.get("distance", np.nan))
-        table.insert(2, "fmr", config.fmr)
-        table.insert(3, "threshold_source", thr.get("source", ""))
-        table.insert(4, "n_boot", config.n_boot)
-        table.insert(5, "seed", config.seed)
+        front = {"embedder": run_info["embedder"], "threshold": thr.get("distance", np.nan), "fmr": config.fmr}
+        if "source" in thr:  # runs from round two on say where the threshold comes from (older run.json: not)
+            front["threshold_source"] = thr["source"]
+        front.update({"n_boot": config.n_boot, "seed": config.seed})
+        for k, (column, value) in enumerate(front.items()):
+            table.insert(k, column, value)
     groups_csv = out / "groups.csv"
     table.to_csv(groups_csv, index=False, float_format="%.6g")
     files.append(groups_csv)

@@ -128,7 +128,7 @@ def take_photo(path: str | None, kept: dict | None) -> tuple[np.ndarray, dict]:
     try:
         return decode_image(data, f"'{Path(path).name}'"), kept
     except ImageError as exc:
-        raise gr.Error(f"{exc}. Upload a regular photo (PNG, JPEG, WebP, BMP, TIFF).") from exc
+        raise gr.Error(f"{str(exc).rstrip('.')}. Upload a regular photo (PNG, JPEG, WebP, BMP, TIFF).") from exc
 
 
 def read_photo(photo: str | os.PathLike | np.ndarray | None) -> np.ndarray:

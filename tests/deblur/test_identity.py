@@ -270,19 +270,22 @@ def test_audit_identity_column_reports_fnmr_and_thin_calibration(tmp_path, small
     assert "published threshold used instead" in groups
 
 
-def test_playground_calls_restorer_garbage_a_different_person(tmp_path):
+def test_playground_flags_restorer_garbage_instead_of_a_same_person_reading(tmp_path):
     """Round one's table read the zebra stripes of a wrong-strength deconvolution as "still the same person
-    as your input (0.48 < 0.6)". A real photo blurred at σ≈1.7 (crop pixels), restored as if σ were 4."""
-    from deblur import playground
+    as your input (0.48 < 0.6)". A real photo blurred at σ≈1.7 (crop pixels), restored as if σ were 4 (the
+    user's own guess: estimation switched off)."""
+    from deblur import playground as compute
     from ui.playground import run_playground
 
     crop = face_crop(skdata.astronaut()).image
     path = tmp_path / "blurred.png"
     Image.fromarray((quantize(degrade(crop, "gaussian", 1.7)) * 255).round().astype(np.uint8)).save(path)
-    result = run_playground(str(path), "face", "degraded", "gaussian", 4.0)
+    result = run_playground(str(path), "face", "degraded", "gaussian", 4.0, estimate=False)
     table = result.table.set_index("restorer")
-    labels = {name: r.label for name, r in playground.restorers("gaussian").items()}
-    assert "different person" in table.loc[labels["wiener"], "reading"]
+    labels = {name: r.label for name, r in compute.restorers("gaussian").items()}
+    assert table.loc[labels["wiener"], "artefacts"] == "collapsed"
+    assert "collapsed" in table.loc[labels["wiener"], "reading"]
+    assert "same person" not in table.loc[labels["wiener"], "reading"]
     assert "same person" in table.loc[labels["none"], "reading"]
 
 

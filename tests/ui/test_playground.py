@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -219,3 +220,17 @@ def test_tampered_weights_reach_the_user_as_a_clear_error(tmp_path, monkeypatch)
     monkeypatch.setattr(compute, "restorers", lambda kind: restorers_for(kind, weights_dir=copy, device="cpu"))
     with pytest.raises(gr.Error, match=entry["file"] + ".*sha256"):
         P.run_playground(str(FACE), "face", "clean", "gaussian", 3.0)
+
+
+def test_already_blurred_photo_is_estimated_not_guessed(tmp_path):
+    """Issue 14: a real photo blurred in its own pixels gets the estimated kind and strength, stated in pixels of
+    the photo and of the crop; the (ignored) wrong guess would have collapsed Wiener into stripes."""
+    photo = tmp_path / "blurred.png"
+    Image.fromarray(to_uint8(D.quantize(D.motion(read_photo(EXAMPLES_DIR / "astronaut.png"), 15)))).save(photo)
+    result = P.run_playground(str(photo), "face", "degraded", "gaussian", 8.0)  # estimate is on by default
+    assert "Estimated from your photo" in result.reading and "horizontal motion blur" in result.reading
+    assert "of your photo" in result.reading and "of the 128-px face crop" in result.reading
+    said = re.search(r"length ([0-9.]+) ± [0-9.]+ px\*\* of your photo", result.reading)
+    assert said and abs(float(said.group(1)) - 15) <= 1.5
+    # the crop is rotated and resampled from the photo, so deconvolution may look over-sharpened, never striped
+    assert (result.table["artefacts"] != "collapsed").all()
