@@ -146,6 +146,11 @@ class LocalPool:
 # Ray Data
 
 
+def _blocks(n: int, batch_size: int) -> int:
+    """One block per batch: ``from_items`` otherwise makes one block of a small list and one actor gets it all."""
+    return max(1, -(-n // batch_size))
+
+
 class _RayStage:
     """A Ray Data actor running one stage of the step on batches of rows.
 
@@ -256,7 +261,7 @@ class RayEngine:
         rows = [{"image_id": item[0], "item": pickle.dumps(item)} for item in items]
         if not rows:
             return
-        ds = ray.data.from_items(rows)
+        ds = ray.data.from_items(rows, override_num_blocks=_blocks(len(rows), step.batch_size))
         yield from self._stream(self._pool("clean", step, ds, self.workers), "clean")
 
     def audit(self, step: AuditStep, cleans: Sequence[CleanFace]) -> Iterator[list[dict]]:
@@ -267,7 +272,8 @@ class RayEngine:
         gpus = float(ray.cluster_resources().get("GPU", 0))
         per_actor = self.gpus_per_actor if self.gpus_per_actor is not None else (1.0 if gpus else 0.0)
         restorers = max(1, int(gpus / per_actor)) if per_actor else workers
-        ds = ray.data.from_items([{"image_id": c.image_id, "clean": pickle.dumps(c)} for c in cleans])
+        ds = ray.data.from_items([{"image_id": c.image_id, "clean": pickle.dumps(c)} for c in cleans],
+                                 override_num_blocks=_blocks(len(cleans), step.batch_size))
         ds = self._pool("restore", step, ds, restorers, gpus=per_actor)
         yield from self._stream(self._pool("measure", step, ds, workers), "rows")
 
@@ -276,7 +282,7 @@ class RayEngine:
         rows = [{"item": pickle.dumps(item)} for item in items]
         if not rows:
             return
-        ds = ray.data.from_items(rows).map_batches(
+        ds = ray.data.from_items(rows, override_num_blocks=_blocks(len(rows), batch_size)).map_batches(
             _RayTask, fn_constructor_args=(task,), batch_size=batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=self.workers), num_cpus=self.cpus_per_actor)
         yield from self._stream(ds, "result")

@@ -10,7 +10,7 @@ against the in-process callable with one call in flight.
 
 Usage::
 
-    python bench/bench_external.py [--faces 24] [--concurrency 4]
+    python -m bench.bench_external [--faces 24] [--concurrency 4]
 
 Numbers depend on the machine and its load; the header says what it ran on.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ from collections import Counter
 
 import cv2
 import numpy as np
+
+from bench.server import ROOT, free_port
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -63,12 +64,6 @@ def waits(img: np.ndarray) -> np.ndarray:
 FUNCTIONS = {"unsharp": (unsharp, False), "resunet": (resunet, True), "waits": (waits, False)}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve(name: str, port: int, concurrency: int) -> None:
     """Serve ``unsharp`` or ``resunet`` as a Gradio Interface (blocks; the bench runs it in a subprocess)."""
     import gradio as gr
@@ -83,10 +78,10 @@ def _launch(name: str, concurrency: int, wait_s: float = 120.0):
     """Start :func:`serve` in its own process (own GIL, like a real app) and wait until it answers."""
     import httpx
 
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", name, "--port", str(port),
-                             "--concurrency", str(concurrency)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.bench_external", "--serve", name, "--port", str(port),
+                             "--concurrency", str(concurrency)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -140,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.faces} faces 128x128 per measurement, "
           f"gaussian sigma={strength:g}; Gradio app in a subprocess on localhost")
     print("\n| restorer | path | calls in flight | faces/s | x in-process | failed |\n|---|---|---|---|---|---|")
-    module = __name__ if __name__ != "__main__" else "__main__"
+    module = "bench.bench_external"
     for name, (fn, nonblind) in FUNCTIONS.items():
         opts = "?nonblind" if nonblind else "?"
         base, failed = _faces_per_second(f"a={module}:{fn.__name__}{opts},concurrency=1", faces, strength)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -25,7 +26,7 @@ from deblur.blind import BlindReading, estimate_photo
 from deblur.embed import PUBLISHED_THRESHOLDS, get_embedder, l2_distance
 from deblur.faces import CROP_SIZE, MIN_FACE_PX, FaceCrop, NoFaceError, crop_face, detect_faces, face_crop
 from deblur.metrics import collapse, psnr, ssim
-from deblur.restore import restorers_for
+from deblur.restore import close_restorers, external_restorers, restore_outcomes, restorers_for
 from deblur.strengths import STRENGTHS, check_strength
 
 MODES = {"face": "Face crop (detected, aligned, 128×128)", "whole": "Whole image (shrunk to ≤ 512 px per side)"}
@@ -129,18 +130,22 @@ class Reconstruction:
     Attributes:
         name: restorer key (``"wiener"``, ``"none"``, a learned model's name…).
         label: human label.
-        family: ``"learned"``, ``"classical"`` or ``"none"``.
+        family: ``"learned"``, ``"classical"``, ``"none"`` or ``"external"``.
         told_strength: whether it was given the strength (non-blind).
-        image: the 8-bit-rounded reconstruction, float32 HxWx3.
+        image: the 8-bit-rounded reconstruction, float32 HxWx3 (``None`` when an external call failed).
         seconds: time the restorer took.
+        status: ``"ok"`` or the failed external call's ``error:<reason>``.
+        note: details of a failure, or that an external output was resized back.
     """
 
     name: str
     label: str
     family: str
     told_strength: bool
-    image: np.ndarray
+    image: np.ndarray | None
     seconds: float
+    status: str = "ok"
+    note: str = ""
 
 
 @dataclass
@@ -221,6 +226,11 @@ def metrics_table(result: PlaygroundResult, prepared: Prepared, mode: str) -> pd
     d_deg_orig = _distance(e_deg, e_orig)
     rows = []
     for rec in result.reconstructions:
+        if rec.image is None:  # a failed external call: its status instead of numbers
+            rows.append({"restorer": rec.label, "family": rec.family,
+                         "told strength": "yes" if rec.told_strength else "no (blind)",
+                         "time (ms)": round(rec.seconds * 1000, 1), "reading": f"failed, {rec.status}: {rec.note}"})
+            continue
         e_rec = e_deg if rec.name == "none" else embed(rec.image)
         d_orig, d_input = _distance(e_rec, e_orig), _distance(e_rec, e_deg)
         artefacts = collapse(result.degraded, rec.image).verdict
@@ -234,7 +244,8 @@ def metrics_table(result: PlaygroundResult, prepared: Prepared, mode: str) -> pd
             "identity dist. to degraded": round(d_input, 3),
             "artefacts": artefacts,
             "time (ms)": round(rec.seconds * 1000, 1),
-            "reading": _reading(d_orig, d_input, d_deg_orig, has_original, artefacts),
+            "reading": _reading(d_orig, d_input, d_deg_orig, has_original, artefacts)
+            + (f" ({rec.note})" if rec.note else ""),
         })
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
@@ -294,7 +305,8 @@ def check_request(source: str, kind: str, strength: float) -> float:
     return strength
 
 
-def restore_and_measure(prepared: Prepared, mode: str, source: str, kind: str, strength: float) -> PlaygroundResult:
+def restore_and_measure(prepared: Prepared, mode: str, source: str, kind: str, strength: float,
+                        external: Sequence[str] = ()) -> PlaygroundResult:
     """One playground request on a prepared photo, end to end.
 
     Args:
@@ -304,9 +316,12 @@ def restore_and_measure(prepared: Prepared, mode: str, source: str, kind: str, s
             already blurred/pixelated; ``strength`` is the user's guess, given to non-blind restorers).
         kind: ``"gaussian"``, ``"pixelate"`` or ``"motion"``.
         strength: σ / block size / kernel length in pixels of the processed image.
+        external: external restorer specs (``NAME=URL#/api_name``…, :mod:`deblur.restore.external`) shown next
+            to ours; a failed call is a row with its status, not an error.
 
     Raises:
-        ValueError: invalid settings (see :func:`check_request`), or weights that cannot be loaded.
+        ValueError: invalid settings (see :func:`check_request`), weights that cannot be loaded, or an external
+            spec that is bad, unreachable or reuses a built-in name.
     """
     strength = check_request(source, kind, strength)
     if source == "clean":
@@ -315,12 +330,26 @@ def restore_and_measure(prepared: Prepared, mode: str, source: str, kind: str, s
     else:
         original, degraded = None, D.quantize(prepared.image)
     result = PlaygroundResult(original, degraded, note=prepared.note)
-    for name, restorer in restorers(kind).items():
-        start = time.perf_counter()
-        out = restorer.restore(degraded, strength if restorer.uses_strength else None)
-        result.reconstructions.append(Reconstruction(
-            name, restorer.label, restorer.family, bool(restorer.uses_strength), D.quantize(out),
-            time.perf_counter() - start))
+    ours = restorers(kind)
+    outside = external_restorers(external, [kind])[kind] if external else {}
+    clash = sorted(set(ours) & set(outside))
+    if clash:
+        raise ValueError(f"external restorer name(s) {clash} are taken by built-in restorers; pick another NAME=")
+    try:
+        for name, restorer in ours.items():
+            start = time.perf_counter()
+            out = restorer.restore(degraded, strength if restorer.uses_strength else None)
+            result.reconstructions.append(Reconstruction(
+                name, restorer.label, restorer.family, bool(restorer.uses_strength), D.quantize(out),
+                time.perf_counter() - start))
+        for name, restorer in outside.items():
+            told = bool(restorer.uses_strength)
+            got = restore_outcomes(restorer, [degraded], [strength if told else None])[0]
+            result.reconstructions.append(Reconstruction(
+                name, restorer.label, restorer.family, told, D.quantize(got.image) if got.ok else None, got.seconds,
+                got.status, got.note))
+    finally:
+        close_restorers({kind: outside})
     result.table = metrics_table(result, prepared, mode)
     result.reading = _summary(result)
     return result

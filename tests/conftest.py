@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -64,3 +65,50 @@ def app_server(tmp_path_factory):
             os.environ.pop("GRADIO_TEMP_DIR", None)
         else:
             os.environ["GRADIO_TEMP_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def restorer_app():
+    """A small real Gradio app on localhost serving restorers: an image-to-image Interface (``/predict``, a
+    mirror image), a non-blind one and endpoints that misbehave. Yields ``(url, calls seen)``."""
+    import gradio as gr
+
+    seen = []
+
+    def predict(img):
+        seen.append(("predict", img.shape))
+        return np.ascontiguousarray(img[:, ::-1])  # mirrored: a real, measurable change
+
+    def nonblind(img, kind, strength):
+        seen.append(("nonblind", kind, strength))
+        return img
+
+    def boom(img):
+        raise gr.Error("out of GPU quota")
+
+    def slow(img):
+        time.sleep(3)
+        return img
+
+    def text(img):
+        return "done"
+
+    def image_in():
+        return gr.Image(type="numpy")
+
+    def image_out():
+        return gr.Image(type="numpy", format="png")
+
+    demo = gr.TabbedInterface([
+        gr.Interface(predict, image_in(), image_out(), api_name="predict"),
+        gr.Interface(nonblind, [image_in(), gr.Textbox(), gr.Number()], image_out(), api_name="nonblind"),
+        gr.Interface(boom, image_in(), image_out(), api_name="boom"),
+        gr.Interface(slow, image_in(), image_out(), api_name="slow"),
+        gr.Interface(text, image_in(), gr.Textbox(), api_name="text"),
+    ])
+    port = free_port()
+    demo.queue(default_concurrency_limit=4).launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", seen
+    finally:
+        demo.close()

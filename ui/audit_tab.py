@@ -29,7 +29,7 @@ from deblur.restore import WEIGHTS_DIR, offered_models
 from deblur.restore.classical import classical_restorers
 from deblur.strengths import AUDIT_GRID, STRENGTHS, format_grid, parse_strengths
 from ui import uploads
-from ui.common import DEGRADATION_LABELS, ON_SPACES, gpu
+from ui.common import DEGRADATION_LABELS, EXTERNAL_HELP, ON_SPACES, external_specs, gpu
 from ui.errors import user_errors
 
 __all__ = ["AuditRun", "DEFAULT_STRENGTHS", "MAX_FIGURES", "TABLE_COLUMNS", "audit_request", "extract_zip",
@@ -42,9 +42,9 @@ MAX_ZIP_BYTES = 2_000_000_000  # uncompressed: a zip bomb stops here
 SOURCE_WORDS = {"prediction": "**predicted by models, not ground truth**", "label": "from the data set's own labels"}
 STAGES = {"clean": "Cropping and embedding the clean faces", "audit": "Degrading, restoring and measuring"}
 # The columns a person reads first; the downloadable groups.csv has all of them.
-TABLE_COLUMNS = ["model", "degradation", "strength", "attribute", "group", "label_source", "n", "n_evaluated",
-                 "sim_mean", "sim_mean_lo", "sim_mean_hi", "fail_rate", "rank1_restored", "rank1_degraded",
-                 "psnr_mean", "delta_ita_mean", "sim_ratio", "small_group", "significant"]
+TABLE_COLUMNS = ["model", "model_family", "degradation", "strength", "attribute", "group", "label_source", "n",
+                 "n_evaluated", "sim_mean", "sim_mean_lo", "sim_mean_hi", "fail_rate", "rank1_restored",
+                 "rank1_degraded", "psnr_mean", "delta_ita_mean", "sim_ratio", "small_group", "significant"]
 
 
 KIND_WORDS = {"gaussian": "Gaussian blur", "pixelate": "pixelation", "motion": "motion blur"}
@@ -170,6 +170,11 @@ def _status(result, config: AuditConfig, table: pd.DataFrame, data_note: str) ->
     if "small_group" in table and table["small_group"].any():
         lines.append(f"Groups with fewer than {config.min_group_n} faces are flagged `small_group`: their intervals "
                      "are wide and differences are not evidence. Raise the sample size for real conclusions.")
+    for model, counts in getattr(result, "status_counts", {}).items():
+        failed = {k: v for k, v in counts.items() if k.startswith("error")}
+        if failed:
+            lines.append(f"`{model}`: " + ", ".join(f"{v} rows {k}" for k, v in sorted(failed.items()))
+                         + " (counted in `n_error`, left out of the statistics; per_image.csv's `note` says why).")
     lines.append("`sim_mean`: centred cosine similarity of restored vs clean face (higher = identity kept); "
                  "`fail_rate`: share no longer matched to the clean face; `sim_ratio`: group vs reference group.")
     return "\n\n".join(lines)
@@ -180,7 +185,7 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
                       labels_csv: str | Path | bytes | None = None, *, dataset: str = "builtin",
                       allow_upload: bool = True, n_boot: int = 500,
                       progress: Callable[[str, int, int], None] | None = None, work: Path | None = None,
-                      zip_name: str | None = None, workers: int = 1) -> AuditRun:
+                      zip_name: str | None = None, workers: int = 1, external: str | None = None) -> AuditRun:
     """Run one audit for the app, exactly as ``python -m audit`` would with these settings.
 
     Args:
@@ -203,6 +208,8 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
         zip_name: the upload's file name, for the status line.
         workers: worker processes of the audit engine (the app gives each queued request its share of the
             cores; 1 runs in this process). The rows are the same whatever the count.
+        external: the tab's external restorer field (Gradio app URLs / Space ids; local runs only), audited
+            next to the chosen restorers and labelled ``external``.
 
     Raises:
         gr.Error: for any bad setting or unusable data, with what to change.
@@ -216,12 +223,16 @@ def run_audit_request(models: Sequence[str] | None, kinds: Sequence[str], streng
         raise gr.Error("Sample size must be between 1 and 2000 faces.")
     if data_zip and not allow_upload:
         raise gr.Error("Uploading a data set is only available when you run the app locally (python app.py).")
+    try:
+        specs = external_specs(external)
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from exc
     work = Path(work) if work is not None else Path(tempfile.mkdtemp(prefix="facedrift-audit-"))
     upload_dir = work / "upload" if data_zip else None
     try:
         config = AuditConfig(models=list(models) if models else None, degradations=degradations,
                              embedder=embedder, out=str(work / "report"), n=int(n), n_boot=n_boot, seed=int(seed),
-                             contact_sheets=False, plotlyjs="cdn")
+                             contact_sheets=False, plotlyjs="cdn", external=specs)
         data_note = "built-in generated faces, test split"
         if dataset == "fairface":
             config.data = "fairface"
@@ -275,7 +286,7 @@ def outputs_for_ui(run: AuditRun, slots: int = MAX_FIGURES, publish: Callable[[P
 @gpu
 @user_errors
 def audit_request(models: list[str], kinds: list[str], strengths: str, n: float, seed: float, embedder: str,
-                  data_zip: str | None, labels_csv: str | None, dataset: str = "builtin",
+                  data_zip: str | None, labels_csv: str | None, dataset: str = "builtin", external: str = "",
                   progress: gr.Progress = gr.Progress()) -> list:  # noqa: B008 - Gradio injects progress via the default
     """The Run button: the engine of ``python -m audit``, with live progress."""
 
@@ -290,7 +301,7 @@ def audit_request(models: list[str], kinds: list[str], strengths: str, n: float,
         run = run_audit_request(models, kinds, strengths, int(n), int(seed), embedder, zip_bytes, csv_bytes,
                                 dataset=dataset, allow_upload=not ON_SPACES, progress=report_progress,
                                 work=Path(work), zip_name=Path(data_zip).name if data_zip else None,
-                                workers=AUDIT_WORKERS)
+                                workers=AUDIT_WORKERS, external=external)
         return outputs_for_ui(run, publish=uploads.publish)
 
 
@@ -327,6 +338,9 @@ def tab() -> None:
                                 "columns). Extracted to a temporary folder and deleted after the run.")
                     data_zip = gr.File(label="Images (.zip)", file_types=[".zip"], type="filepath")
                     labels_csv = gr.File(label="Labels (.csv)", file_types=[".csv"], type="filepath")
+                with gr.Accordion("External restorer (local runs only)", open=False, visible=not ON_SPACES):
+                    external = gr.Textbox(value="", label="Gradio app URL or Space id", info=EXTERNAL_HELP, lines=1,
+                                          placeholder="http://127.0.0.1:7860/#/predict")
         run = gr.Button("Run audit", variant="primary")
         status = gr.Markdown()
         # wrap=False: 19 narrow columns would wrap their headers letter by letter; the table scrolls sideways instead
@@ -337,5 +351,6 @@ def tab() -> None:
             files = gr.File(label="All report files", file_count="multiple", interactive=False)
         plots = [gr.Plot(visible=False) for _ in range(MAX_FIGURES)]
         kinds.change(restorer_update, [kinds, models], models, api_name=False)
-        run.click(audit_request, [models, kinds, strengths, n, seed, embedder, data_zip, labels_csv, dataset],
+        run.click(audit_request,
+                  [models, kinds, strengths, n, seed, embedder, data_zip, labels_csv, dataset, external],
                   [status, table, download, files, *plots], api_name="audit")

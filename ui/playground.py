@@ -17,7 +17,7 @@ from deblur.playground import METRIC_COLUMNS, MODES, SOURCES, PlaygroundResult
 from deblur.restore import WEIGHTS_DIR, restorer_names
 from deblur.strengths import STRENGTHS
 from ui import uploads
-from ui.common import DEGRADATION_LABELS, example_photos, gpu
+from ui.common import DEGRADATION_LABELS, EXTERNAL_HELP, ON_SPACES, example_photos, external_specs, gpu
 from ui.errors import user_errors
 
 __all__ = ["CAPTION", "MAX_SLOTS", "outputs_for_ui", "playground_request", "reconstruction_slots", "run_playground",
@@ -38,8 +38,11 @@ def slot_count(weights_dir: Path = WEIGHTS_DIR) -> int:
 
 @functools.lru_cache(maxsize=1)
 def reconstruction_slots() -> int:
-    """Number of reconstruction panels, fixed for the life of the process (layout and handler must agree)."""
-    return slot_count()
+    """Number of reconstruction panels, fixed for the life of the process (layout and handler must agree).
+
+    One more than our restorers need when running locally, for an external restorer.
+    """
+    return min(MAX_SLOTS, slot_count() + (0 if ON_SPACES else 1))
 
 
 def strength_slider(kind: str, source: str = "clean") -> dict:
@@ -61,7 +64,8 @@ def strength_slider(kind: str, source: str = "clean") -> dict:
 
 @user_errors
 def run_playground(photo: str | np.ndarray | None, mode: str, source: str, kind: str,
-                   strength: float, face: int = 1, estimate: bool = True) -> PlaygroundResult:
+                   strength: float, face: int = 1, estimate: bool = True,
+                   external: str | None = None) -> PlaygroundResult:
     """One playground request: settings checked first, then the photo read, cut and measured.
 
     Args:
@@ -69,11 +73,13 @@ def run_playground(photo: str | np.ndarray | None, mode: str, source: str, kind:
         face: which face of a group photo, 1 = the largest.
         estimate: for an already degraded photo, estimate the kind and strength from it
             (:func:`deblur.playground.estimate_degradation`) instead of using ``kind`` and ``strength``.
+        external: the tab's external restorer field (Gradio app URLs / Space ids, local runs only).
 
     Raises:
         gr.Error: bad settings, no or unreadable photo, no face in face-crop mode, weights that cannot load.
     """
     playground.check_request(source, kind, strength)
+    specs = external_specs(external)
     image = uploads.read_photo(photo)
     prepared = playground.prepare(image, mode, face=face)
     said = ""
@@ -81,7 +87,7 @@ def run_playground(photo: str | np.ndarray | None, mode: str, source: str, kind:
         reading = playground.estimate_degradation(image, prepared, mode)
         kind, strength = reading.processed.kind, reading.processed.for_restorer()
         said = reading.text("the 128-px face crop" if mode == "face" else "the processed image")
-    result = playground.restore_and_measure(prepared, mode, source, kind, strength)
+    result = playground.restore_and_measure(prepared, mode, source, kind, strength, external=specs)
     if said:
         result.reading = f"{said}\n\n{result.reading}"
     return result
@@ -90,7 +96,8 @@ def run_playground(photo: str | np.ndarray | None, mode: str, source: str, kind:
 def outputs_for_ui(result: PlaygroundResult, slots: int) -> list:
     """Flatten a result into the tab's outputs: original, degraded, ``slots`` sliders, table, reading."""
     degraded8 = to_uint8(result.degraded)
-    shown = [rec for rec in result.reconstructions if rec.name != "none"]  # "none" is the degraded image itself
+    # "none" is the degraded image itself; a failed external call has no image (the table says why)
+    shown = [rec for rec in result.reconstructions if rec.name != "none" and rec.image is not None]
     sliders = []
     for i in range(slots):
         if i < len(shown):
@@ -109,13 +116,13 @@ def outputs_for_ui(result: PlaygroundResult, slots: int) -> list:
 @gpu
 @user_errors
 def playground_request(path: str | None, mode: str, source: str, kind: str, strength: float, face: float = 1,
-                       estimate: bool = True, kept: dict | None = None) -> list:
+                       estimate: bool = True, kept: dict | None = None, external: str | None = None) -> list:
     """The Run button: one request, flattened into the tab's output components.
 
     The upload is read and deleted first (:func:`ui.uploads.take_photo`); ``kept`` is the tab's memory of it.
     """
     image, kept = uploads.take_photo(path, kept)
-    result = run_playground(image, mode, source, kind, strength, int(face), estimate)
+    result = run_playground(image, mode, source, kind, strength, int(face), estimate, external)
     return [*outputs_for_ui(result, reconstruction_slots()), kept]
 
 
@@ -146,6 +153,9 @@ def tab() -> None:
                 estimate = gr.Checkbox(value=True, label="Estimate the degradation and its strength from my photo "
                                        "(already blurred input only; untick to choose them yourself)")
                 kept = uploads.kept_photo()
+                with gr.Accordion("External restorer (local runs only)", open=False, visible=not ON_SPACES):
+                    external = gr.Textbox(value="", label="Gradio app URL or Space id", info=EXTERNAL_HELP, lines=1,
+                                          placeholder="http://127.0.0.1:7860/#/predict")
                 run = gr.Button("Run", variant="primary")
         with gr.Row():
             original = gr.Image(label="Original (processed)", format="png", interactive=False, height=300,
@@ -168,5 +178,5 @@ def tab() -> None:
 
         kind.change(strength_slider, [kind, source], strength, api_name="strength_range")
         source.change(strength_slider, [kind, source], strength, api_name=False)
-        run.click(playground_request, [photo, mode, source, kind, strength, face, estimate, kept],
+        run.click(playground_request, [photo, mode, source, kind, strength, face, estimate, kept, external],
                   [original, degraded, *sliders, table, reading, kept], api_name="playground")

@@ -4,15 +4,14 @@ through ``python -m audit --external``; every failure mode gives its own row sta
 from __future__ import annotations
 
 import csv
-import os
 import pickle
 import textwrap
 import time
 
 import numpy as np
 import pytest
-from conftest import free_port
 
+from bench.server import free_port
 from deblur.restore import (
     ExternalRestorer,
     RestoreFailure,
@@ -286,57 +285,10 @@ def test_restore_outcomes_wraps_our_restorers():
 # ------------------------------------------------------------------------------------------- a Gradio app
 
 
-@pytest.fixture(scope="module")
-def gradio_app(tmp_path_factory):
-    """A small real Gradio app on localhost: an image-to-image Interface plus endpoints that misbehave."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    import gradio as gr
-
-    seen = []
-
-    def predict(img):
-        seen.append(("predict", img.shape))
-        return np.ascontiguousarray(img[:, ::-1])  # mirrored: a real, measurable change
-
-    def nonblind(img, kind, strength):
-        seen.append(("nonblind", kind, strength))
-        return img
-
-    def boom(img):
-        raise gr.Error("out of GPU quota")
-
-    def slow(img):
-        time.sleep(3)
-        return img
-
-    def text(img):
-        return "done"
-
-    def image_in():
-        return gr.Image(type="numpy")
-
-    def image_out():
-        return gr.Image(type="numpy", format="png")
-
-    demo = gr.TabbedInterface([
-        gr.Interface(predict, image_in(), image_out(), api_name="predict"),
-        gr.Interface(nonblind, [image_in(), gr.Textbox(), gr.Number()], image_out(), api_name="nonblind"),
-        gr.Interface(boom, image_in(), image_out(), api_name="boom"),
-        gr.Interface(slow, image_in(), image_out(), api_name="slow"),
-        gr.Interface(text, image_in(), gr.Textbox(), api_name="text"),
-    ])
-    port = free_port()
-    demo.queue(default_concurrency_limit=4).launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/", seen
-    finally:
-        demo.close()
-
-
-def test_audit_cli_gradio_app(gradio_app, tmp_path, capsys):
+def test_audit_cli_restorer_app(restorer_app, tmp_path, capsys):
     from audit.__main__ import main
 
-    url, seen = gradio_app
+    url, seen = restorer_app
     out = tmp_path / "audit"
     argv = [*QUICK, "--models", "none", "--out", str(out), "--external", f"remote={url}#/predict",
             "--external", f"told={url}#/nonblind?nonblind", "--external", f"boom={url}#/boom",
@@ -354,14 +306,14 @@ def test_audit_cli_gradio_app(gradio_app, tmp_path, capsys):
     assert "out of GPU quota" in {r["model"]: r["note"] for r in rows}["boom"]
 
 
-def test_gradio_spec_errors_are_clear(gradio_app):
-    url, _ = gradio_app
+def test_gradio_spec_errors_are_clear(restorer_app):
+    url, _ = restorer_app
     with pytest.raises(ValueError, match="has no endpoint '/nope'.*'/predict'"):
         external_restorers([f"x={url}#/nope"], ["gaussian"])
     with pytest.raises(ValueError, match="takes 3 inputs.*required \\['kind', 'strength'\\]"):
         external_restorers([f"x={url}#/nonblind"], ["gaussian"])
     fixed = external_restorers([f"x={url}#/nonblind?arg.kind=given,arg.strength=7"], ["motion"])["motion"]["x"]
-    assert fixed.restore_outcomes([face()])[0].ok and ("nonblind", "given", 7) in gradio_app[1]
+    assert fixed.restore_outcomes([face()])[0].ok and ("nonblind", "given", 7) in restorer_app[1]
     with pytest.raises(ValueError, match="cannot connect.*is the app running"):
         external_restorers([f"x=http://127.0.0.1:{free_port()}/#/predict?retries=0"], ["gaussian"])
 
@@ -372,8 +324,8 @@ def test_space_id_goes_through_gradio_client():
         external_restorers(["s=facedrift-tests/no-such-space-4f2a#/predict"], ["gaussian"])
 
 
-def test_gradio_caller_leaves_no_files(gradio_app):
-    url, _ = gradio_app
+def test_gradio_caller_leaves_no_files(restorer_app):
+    url, _ = restorer_app
     restorers = external_restorers([f"r={url}#/predict?concurrency=3"], ["pixelate"])
     runner = restorers["pixelate"]["r"].runner
     folder = runner.connect().tmp
@@ -387,8 +339,8 @@ def test_gradio_caller_leaves_no_files(gradio_app):
     close_restorers(restorers)
 
 
-def test_restore_batch_raises_the_failure(gradio_app):
-    url, _ = gradio_app
+def test_restore_batch_raises_the_failure(restorer_app):
+    url, _ = restorer_app
     restorer = external_restorers([f"b={url}#/boom"], ["gaussian"])["gaussian"]["b"]
     with pytest.raises(RestoreFailure, match="exception"):
         restorer.restore_batch(np.stack([face()]))

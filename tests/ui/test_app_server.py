@@ -121,7 +121,8 @@ def test_audit_endpoint_runs_the_engine_and_serves_the_csv(client):
     assert download["visible"]
     groups = pd.read_csv(download["value"])
     assert set(groups["model"]) == {"wiener", "none"} and set(groups["strength"]) == {15.0}
-    assert table["headers"][:3] == ["model", "degradation", "strength"] and len(table["data"]) == len(groups)
+    assert table["headers"][:4] == ["model", "model_family", "degradation", "strength"]
+    assert len(table["data"]) == len(groups)
     assert {Path(f).name for f in files} >= {"groups.csv", "per_image.csv"}
     with pytest.raises(Exception, match="Strengths"):
         client.predict(["wiener"], ["motion"], "motion=99", 3, 0, "dlib", None, None, "builtin", api_name="/audit")
