@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AUDIT_GRID", "ESTIMATE_GRID", "EVAL_GRID", "GRIDS", "OBSCURING_KINDS", "SAFETY_GRID", "STRENGTHS", "Strength",
-           "check_strength", "format_grid", "parse_strengths", "strength_range"]
+__all__ = ["AUDIT_GRID", "ESTIMATE_GRID", "EVAL_GRID", "GRIDS", "OBSCURING_KINDS", "SAFETY_GRID", "STRENGTHS",
+           "Strength", "check_strength", "format_grid", "parse_strengths", "strength_range"]
 
 
 @dataclass(frozen=True)
