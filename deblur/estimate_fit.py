@@ -31,12 +31,13 @@ import torch
 from deblur import degrade, texture
 from deblur.data import builtin_faces
 from deblur.estimate import KINDS, MODEL_PATH, _decode, _sha256, estimate, features, load_estimator
+from deblur.strengths import ESTIMATE_GRID
 
 __all__ = ["CONDITIONS", "EVAL_STRENGTHS", "eval_sources", "evaluate_estimator", "evaluate_image", "fit",
            "make_training_set", "post_process", "save", "summarise", "write_results"]
 
 TRAIN_RANGES = {"gaussian": (0.0, 8.0), "pixelate": (2, 16), "motion": (3, 31)}
-EVAL_STRENGTHS = {"gaussian": (1.0, 2.0, 4.0, 6.0), "pixelate": (4, 8, 12), "motion": (5, 9, 15, 21)}
+EVAL_STRENGTHS = ESTIMATE_GRID  # one strengths table: deblur.strengths
 # what happens to a blurred photo before it reaches us: (name, resize factor, JPEG quality or None)
 CONDITIONS = (("png", 1.0, None), ("jpeg q75", 1.0, 75), ("resize x0.75 + jpeg q90", 0.75, 90),
               ("resize x1.5", 1.5, None))

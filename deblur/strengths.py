@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AUDIT_GRID", "EVAL_GRID", "GRIDS", "OBSCURING_KINDS", "SAFETY_GRID", "STRENGTHS", "Strength",
-           "check_strength", "format_grid", "parse_strengths", "strength_range"]
+__all__ = ["AUDIT_GRID", "ESTIMATE_GRID", "EVAL_GRID", "GRIDS", "OBSCURING_KINDS", "SAFETY_GRID", "STRENGTHS",
+           "Strength", "check_strength", "format_grid", "parse_strengths", "strength_range"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,11 @@ SAFETY_GRID: dict[str, tuple[float, ...]] = {
     "fill": (1,),
     "pixelate_noise": (4, 8, 12),
 }
-GRIDS: dict[str, dict[str, tuple[float, ...]]] = {"audit": AUDIT_GRID, "eval": EVAL_GRID, "safety": SAFETY_GRID}
+# The blind estimator's accuracy grid (deblur.estimate_fit): mild to strong, incl. σ 1 and motion 5.
+ESTIMATE_GRID: dict[str, tuple[float, ...]] = {"gaussian": (1.0, 2.0, 4.0, 6.0), "pixelate": (4, 8, 12),
+                                               "motion": (5, 9, 15, 21)}
+GRIDS: dict[str, dict[str, tuple[float, ...]]] = {"audit": AUDIT_GRID, "eval": EVAL_GRID, "safety": SAFETY_GRID,
+                                                  "estimate": ESTIMATE_GRID}
 
 
 def strength_range(kind: str) -> Strength | None:
