@@ -38,8 +38,8 @@ Command line (see ``docs/SAFETY.md``)::
 from audit.safety.anonymise import AnonymiseResult, anonymise, example_group_photo, independent_check, parse_box
 from audit.safety.attackers import (
            ATTACKER_NAMES,
-           Attacker,
            AttackContext,
+           Attacker,
            GalleryFaces,
            attack_context,
            builtin_candidates,
@@ -48,23 +48,23 @@ from audit.safety.attackers import (
 from audit.safety.dataset import DatasetSafety, sweep_dataset
 from audit.safety.figures import figure, group_figures
 from audit.safety.gallery import (
-                                  DUPLICATE_DISTANCE,
-                                  builtin_gallery,
-                                  gallery_from_faces,
-                                  gallery_from_folder,
-                                  with_query,
+           DUPLICATE_DISTANCE,
+           builtin_gallery,
+           gallery_from_faces,
+           gallery_from_folder,
+           with_query,
 )
 from audit.safety.obscure import KINDS, NONINVERTIBLE, check_kind, obscure
 from audit.safety.sweep import (
-                                  LOWER_BOUND_NOTE,
-                                  SLOW_RESTORERS,
-                                  STRENGTH_LABELS,
-                                  Recommendation,
-                                  SweepResult,
-                                  default_restorers,
-                                  recommend,
-                                  resolve_grid,
-                                  sweep_face,
+           LOWER_BOUND_NOTE,
+           SLOW_RESTORERS,
+           STRENGTH_LABELS,
+           Recommendation,
+           SweepResult,
+           default_restorers,
+           recommend,
+           resolve_grid,
+           sweep_face,
 )
 
 __all__ = ["ATTACKER_NAMES", "AnonymiseResult", "AttackContext", "Attacker", "GalleryFaces", "anonymise",

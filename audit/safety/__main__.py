@@ -11,7 +11,15 @@ from audit import safety
 from audit.data import face_items
 from audit.engine import to_crop
 from audit.parallel import add_engine_arguments, engine_from_args
-from audit.safety import KINDS, builtin_gallery, figure, gallery_from_folder, sweep_dataset, sweep_face
+from audit.safety import (
+    KINDS,
+    builtin_candidates,
+    builtin_gallery,
+    figure,
+    gallery_from_folder,
+    sweep_dataset,
+    sweep_face,
+)
 from audit.safety.anonymise import LADDER, anonymise_file, example_group_photo
 from audit.safety.peers import measure_peers, summarise
 from audit.safety.recall import detector_recall, summarise_recall
@@ -101,14 +109,15 @@ def _run(args, extra) -> int:
             return 2
         embedder = get_embedder("dlib")
         try:
-            gallery = gallery_from_folder(args.gallery, embedder) if args.gallery else None
+            gallery, candidates = gallery_from_folder(args.gallery, embedder) if args.gallery else (None, None)
         except (ValueError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         kinds = args.degradations or KINDS
         grid = parse_strengths(args.strengths, kinds, SAFETY_GRID) if args.strengths else None
         res = sweep_face(crop, gallery=gallery, embedder=embedder, degradations=kinds, strengths=grid,
-                         margin=args.margin, thorough=args.thorough, seed=args.seed, extra_restorers=extra)
+                         margin=args.margin, thorough=args.thorough, seed=args.seed, extra_restorers=extra,
+                         candidates=candidates)
         _failures(res.table)
         print(res.settings["gallery"])
         res.table.to_csv(out / "safety_sweep.csv", index=False)
@@ -136,6 +145,7 @@ def _run(args, extra) -> int:
                            crop="whole" if args.data == "builtin" else "detect",
                            # built-in faces are judged among built-in faces; a folder among its own faces
                            gallery=builtin_gallery("dlib") if args.data == "builtin" else None,
+                           candidates=builtin_candidates() if args.data == "builtin" else None,
                            progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True),
                            extra_restorers=extra)
     print(file=sys.stderr)

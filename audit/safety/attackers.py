@@ -28,13 +28,14 @@ import functools
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from audit.safety.gallery import builtin_gallery, with_query
+from audit.safety.gallery import GalleryFaces, builtin_gallery, with_query
 from audit.safety.obscure import check_kind, obscure
 from deblur.data import builtin_faces, cache_dir
 from deblur.degrade import DEGRADATIONS, NOISE_SIGMA, as_image, recapture, to_uint8
@@ -43,7 +44,6 @@ from deblur.estimate import estimate
 from deblur.restore import restorers_for
 from deblur.restore.classical import classical_restorers
 from deblur.strengths import STRENGTHS
-from deblur.train.attacker import load_attacker
 
 __all__ = ["ATTACKER_NAMES", "SLOW_RESTORERS", "AttackContext", "Attacker", "EmbedCache", "GalleryFaces",
            "LearnedAttacker", "ParrotAttacker", "RestoreAttacker", "UnknownKernelAttacker", "attack_context",
@@ -70,34 +70,6 @@ class EmbedCache:
         if key not in self.cache:
             self.cache[key] = self.embedder.embed(img)
         return self.cache[key]
-
-
-@dataclass(frozen=True)
-class GalleryFaces:
-    """Clean photos of the attacker's candidates (never the person), aligned 128-px crops, with ids.
-
-    The parrot obscures them; the learned attacker calibrates its threshold on them. Their clean embeddings
-    must be the rows of the clean gallery with the same ids.
-    """
-
-    ids: tuple[str, ...]
-    images: np.ndarray  # N x 128 x 128 x 3 uint8
-
-    def __post_init__(self):
-        if len(self.ids) != len(self.images):
-            raise ValueError(f"{len(self.ids)} ids for {len(self.images)} gallery images")
-
-    def require(self, n: int, who: str) -> None:
-        """Raise a clear error when fewer than ``n`` candidates are there for attacker ``who``."""
-        if len(self.ids) < n:
-            raise ValueError(f"the {who} attacker needs the clean photos of at least {n} gallery candidates, got "
-                             f"{len(self.ids)}: pass candidates= (GalleryFaces with ids in the gallery) or use the "
-                             "built-in gallery")
-
-    @property
-    def key(self) -> str:
-        """A short hash of the ids (names cache files)."""
-        return hashlib.blake2b("\n".join(self.ids).encode(), digest_size=6).hexdigest()
 
 
 @dataclass
@@ -135,12 +107,22 @@ class AttackContext:
     rank1: bool = True
 
     @functools.cached_property
-    def candidates(self) -> GalleryFaces:
-        """The candidates' photos whose ids are in the gallery (loaded on first use: only two attackers need them)."""
-        src = self.candidate_source() if callable(self.candidate_source) else self.candidate_source
+    def candidate_pool(self) -> GalleryFaces:
+        """Every candidate photo of the source (loaded on first use: only two attackers need them). The same pool
+        serves every face of a data set, so work on it (the parrot's obscured embeddings) is done once."""
+        return self.candidate_source() if callable(self.candidate_source) else self.candidate_source
+
+    @functools.cached_property
+    def candidate_rows(self) -> np.ndarray:
+        """Rows of :attr:`candidate_pool` whose ids are in the gallery, the person excluded."""
         known = set(self.gallery.ids) - {self.own_id}
-        keep = [k for k, i in enumerate(src.ids) if i in known]
-        return GalleryFaces(tuple(src.ids[k] for k in keep), src.images[keep])
+        return np.array([k for k, i in enumerate(self.candidate_pool.ids) if i in known], dtype=int)
+
+    @functools.cached_property
+    def candidates(self) -> GalleryFaces:
+        """The candidates' photos whose ids are in the gallery, the person excluded."""
+        pool, keep = self.candidate_pool, self.candidate_rows
+        return GalleryFaces(tuple(pool.ids[k] for k in keep), pool.images[keep])
 
 
 @runtime_checkable
@@ -177,6 +159,30 @@ def impostor_threshold(distances: np.ndarray, fmr: float) -> float:
     rate = np.searchsorted(d, d, side="right") / d.size  # fraction of impostors matching at threshold d[k]
     ok = np.flatnonzero(rate <= fmr)
     return float(d[ok[-1]]) if ok.size else -math.inf
+
+
+def min_candidates(fmr: float, ordered: bool) -> int:
+    """The fewest candidate photos whose impostor pairs can calibrate false-match rate ``fmr``.
+
+    ``ordered``: pairs *(i, j)* and *(j, i)* both count (the learned attacker's prediction of *i* vs clean *j*);
+    otherwise each unordered pair once (the parrot's obscured vs obscured).
+    """
+    n = 2
+    while (n * (n - 1) if ordered else n * (n - 1) // 2) < 1 / fmr:
+        n += 1
+    return n
+
+
+def too_few_candidates(ctx: AttackContext, ordered: bool) -> str | None:
+    """The ``status`` of an attacker that cannot run because the candidates cannot calibrate its threshold,
+    or ``None`` when they can."""
+    have, need = len(ctx.candidates.ids), min_candidates(ctx.fmr, ordered)
+    if not have:
+        return "not run: no gallery of faces like this one"
+    if have < need:
+        return (f"not run: {have} candidate photos cannot calibrate a {ctx.fmr:.0%} false-match rate "
+                f"(needs {need}); use a larger gallery")
+    return None
 
 
 def _match(ctx: AttackContext, emb: np.ndarray | None, threshold: float, gallery=None) -> dict:
@@ -227,6 +233,9 @@ class RestoreAttacker:
         return rows
 
 
+_POOL_MEMO: dict[str, np.ndarray] = {}  # this process: obscured candidate embeddings, shared by a data set's faces
+
+
 class ParrotAttacker:
     """Match the obscured probe against candidates' photos obscured the same way (no restoration).
 
@@ -242,25 +251,35 @@ class ParrotAttacker:
         self.disk_cache = disk_cache
 
     def _gallery_embeddings(self, kind: str, s: float, ctx: AttackContext) -> np.ndarray:
-        faces = ctx.candidates
+        """Embeddings of the candidates obscured with ``kind`` at ``s`` (NaN rows: no face found)."""
+        return self._pool_embeddings(kind, s, ctx)[ctx.candidate_rows]
+
+    def _pool_embeddings(self, kind: str, s: float, ctx: AttackContext) -> np.ndarray:
+        faces = ctx.candidate_pool
         # Each candidate's noise (pixelate_noise) is its own draw: a shared pattern would match itself.
         how = getattr(ctx.obscure, "keywords", {})  # only the setting this kind uses names the cache file
         extra = {"pixelate_noise": how.get("noise"), "fill": how.get("fill")}.get(kind)
         settings = json.dumps([ctx.embed.embedder.name, kind, s, faces.key, extra], default=str)
         tag = hashlib.blake2b(settings.encode(), digest_size=8).hexdigest()
+        if tag in _POOL_MEMO:
+            return _POOL_MEMO[tag]
         path = cache_dir() / f"parrot-{tag}.npy"
         if self.disk_cache and path.is_file():
-            return np.load(path, allow_pickle=False)
-        out = np.full((len(faces.ids), ctx.embed.embedder.dim), np.nan)
-        for j, img in enumerate(faces.images):
-            e = ctx.embed.embedder.embed(ctx.obscure(img, kind, s, seed=10_000 + j))
-            if e is not None:
-                out[j] = e
-        if self.disk_cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, out)
-            tmp.replace(path)
+            out = np.load(path, allow_pickle=False)
+        else:
+            out = np.full((len(faces.ids), ctx.embed.embedder.dim), np.nan)
+            for j, img in enumerate(faces.images):
+                e = ctx.embed.embedder.embed(ctx.obscure(img, kind, s, seed=10_000 + j))
+                if e is not None:
+                    out[j] = e
+            if self.disk_cache:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")  # workers may race: each its own file
+                np.save(tmp, out)
+                tmp.replace(path)
+        if len(_POOL_MEMO) >= 256:
+            _POOL_MEMO.pop(next(iter(_POOL_MEMO)))
+        _POOL_MEMO[tag] = out
         return out
 
     def attack(self, kind, strengths, probes, ctx):
@@ -269,12 +288,11 @@ class ParrotAttacker:
             row = _row(kind, s, "none (obscured vs obscured)", "parrot: obscured gallery", "parrot", None)
             emb = ctx.embed(probe)
             ref = ctx.embed(ctx.obscure(ctx.reference, kind, s, seed=ctx.seed + 1))
-            if not ctx.candidates.ids:
-                row.update(distance=math.nan, threshold=math.nan, rank1=False,
-                           status="not run: no gallery of faces like this one")
+            missing = too_few_candidates(ctx, ordered=False)
+            if missing:
+                row.update(distance=math.nan, threshold=math.nan, rank1=False, status=missing)
                 rows.append(row)
                 continue
-            ctx.candidates.require(2, "parrot")
             gal = self._gallery_embeddings(kind, s, ctx)
             ok = ~np.isnan(gal).any(axis=1)
             if ok.sum() < 2 or ref is None:
@@ -345,7 +363,6 @@ class LearnedAttacker:
     def _threshold(self, kind: str, s: float, ctx: AttackContext) -> float:
         key = ("learned-threshold", kind, s)
         if key not in ctx.cache:
-            ctx.candidates.require(2, "learned")
             index = {i: k for k, i in enumerate(ctx.gallery.ids)}
             rows = [index.get(i) for i in ctx.candidates.ids]
             if any(r is None for r in rows):
@@ -360,10 +377,11 @@ class LearnedAttacker:
     def attack(self, kind, strengths, probes, ctx):
         if kind not in self.model.kinds:
             return []
-        if not ctx.candidates.ids:
+        missing = too_few_candidates(ctx, ordered=True)
+        if missing:
             return [{**_row(kind, s, self.model.name, "learned: obscured face -> clean embedding", "learned", s),
-                     "distance": math.nan, "threshold": math.nan, "rank1": False,
-                     "status": "not run: no gallery of faces like this one"} for s in strengths]
+                     "distance": math.nan, "threshold": math.nan, "rank1": False, "status": missing}
+                    for s in strengths]
         pred = self.model.predict(list(probes), kind, [float(s) for s in strengths])
         rows = []
         for k, s in enumerate(strengths):
@@ -481,5 +499,7 @@ def default_attackers(kinds: Sequence[str], *, plan: dict | None = None, thoroug
     if unknown_kernel:
         out.append(UnknownKernelAttacker(estimate))
     if learned:
+        from deblur.train.attacker import load_attacker  # torch: only when an attacker is built, not at import
+
         out.append(LearnedAttacker(load_attacker()))
     return out

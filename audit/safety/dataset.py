@@ -15,6 +15,7 @@ import pandas as pd
 from audit.engine import AuditStep, Engine, Gallery, SequentialEngine
 from audit.groups import PREDICTED_ATTRIBUTES
 from audit.safety.figures import group_figures
+from audit.safety.gallery import GalleryFaces
 from audit.safety.sweep import LOWER_BOUND_NOTE, SLOW_RESTORERS, resolve_grid, sweep_face
 from audit.stats import group_metrics
 from audit.step import single_thread
@@ -76,7 +77,7 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
                   min_group_n: int = 30, progress: Callable[[int, int], None] | None = None,
                   crop: str = "detect",
                   extra_restorers: Mapping[str, Mapping[str, object]] | None = None,
-                  engine: Engine | None = None) -> DatasetSafety:
+                  engine: Engine | None = None, candidates: GalleryFaces | None = None) -> DatasetSafety:
     """:func:`sweep_face` over many faces, then the distribution of safe strengths per group.
 
     Groups are formed exactly as the audit forms them (:func:`audit.step.prepare_face`: dataset labels plus
@@ -102,6 +103,9 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
             :func:`audit.step.to_crop`.
         extra_restorers: degradation → {name → restorer} added to ours (external restorers; this process only).
         engine: where the clean pass and the sweeps run (default: this process; see :mod:`audit.parallel`).
+        candidates: clean photos of ``gallery``'s faces for the parrot and the learned attacker
+            (:func:`audit.safety.builtin_candidates` for the built-in gallery). The data set's own crops are
+            always added: every face's attackers hold the other faces of the data set.
     """
     start = time.perf_counter()
     grid = resolve_grid(degradations, strengths)
@@ -128,8 +132,12 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
             ids = base.ids + [c.image_id for c in extra]
             base = Gallery(ids, np.vstack([base.embeddings, *[c.embedding[None] for c in extra]]), base.centre,
                            base.threshold)
+    known = candidates
+    own_crops = [c for c in with_face if known is None or c.image_id not in known.ids]
+    cands = GalleryFaces.of([*(known.ids if known else ()), *(c.image_id for c in own_crops)],
+                            [*(known.images if known else ()), *(c.image for c in own_crops)])
     task = SweepFaces(embedder.key, base, {k: tuple(v) for k, v in grid.items()}, margin, thorough, seed,
-                      extra_restorers)
+                      extra_restorers, cands)
     done: dict[str, tuple[dict, pd.DataFrame]] = {}
     by_id = {c.image_id: c for c in with_face}
     for image_id, recommendations, seconds, table in engine.map(task, with_face, batch_size=1):
@@ -174,6 +182,7 @@ class SweepFaces:
     thorough: bool
     seed: int
     extra_restorers: Mapping[str, Mapping[str, object]] | None = None  # this process only (not picklable)
+    candidates: GalleryFaces | None = None
 
     @property
     def key(self) -> tuple:
@@ -189,7 +198,7 @@ class SweepFaces:
                 res = sweep_face(c.image, gallery=self.gallery, embedder=embedder, degradations=list(self.grid),
                                  strengths=self.grid, margin=self.margin, own_id=c.image_id,
                                  thorough=self.thorough, seed=self.seed, require_face=False,
-                                 extra_restorers=self.extra_restorers)
+                                 extra_restorers=self.extra_restorers, candidates=self.candidates)
             out.append((c.image_id, res.recommendations, res.seconds, res.table))
         return out
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -11,10 +13,40 @@ from audit.engine import Gallery, to_crop
 from deblur.data import builtin_faces, cache_dir, writable_cache_dir
 from deblur.embed import Embedder, get_embedder
 
-__all__ = ["DUPLICATE_DISTANCE", "builtin_gallery", "gallery_from_faces", "gallery_from_folder", "with_query"]
+__all__ = ["DUPLICATE_DISTANCE", "GalleryFaces", "builtin_gallery", "gallery_from_faces", "gallery_from_folder", "with_query"]
 
 
 DUPLICATE_DISTANCE = 0.1  # gallery faces this close to the query are the same picture (re-encoded), not a match
+
+
+@dataclass(frozen=True)
+class GalleryFaces:
+    """Clean photos of the attacker's candidates (never the person), aligned 128-px crops, with ids.
+
+    The parrot obscures them; the learned attacker calibrates its threshold on them. Their clean embeddings
+    must be the rows of the clean gallery with the same ids.
+    """
+
+    ids: tuple[str, ...]
+    images: np.ndarray  # N x 128 x 128 x 3 uint8
+
+    def __post_init__(self):
+        if len(self.ids) != len(self.images):
+            raise ValueError(f"{len(self.ids)} ids for {len(self.images)} gallery images")
+
+    @classmethod
+    def of(cls, ids, images) -> GalleryFaces:
+        """Candidates from parallel sequences of ids and 128-px crops."""
+        ids = tuple(str(i) for i in ids)
+        return cls(ids, np.stack([np.asarray(i, np.uint8) for i in images]) if ids else
+                   np.zeros((0, 128, 128, 3), np.uint8))
+
+    @functools.cached_property
+    def key(self) -> str:
+        """A short hash of the ids and photos (names cache files)."""
+        h = hashlib.blake2b("\n".join(self.ids).encode(), digest_size=6)
+        h.update(np.ascontiguousarray(self.images).tobytes())
+        return h.hexdigest()
 
 
 def gallery_from_faces(faces, embedder: Embedder, n: int | None = None, fmr: float = 0.01, seed: int = 0) -> Gallery:
@@ -54,8 +86,10 @@ def builtin_gallery(embedder_name: str = "dlib", n: int = 200, seed: int = 0, fm
     return gallery
 
 
-def gallery_from_folder(folder: str, embedder: Embedder, n: int = 10_000, seed: int = 0) -> Gallery:
-    """A gallery of the faces in a folder of photos (other people, the same kind of photo as the query).
+def gallery_from_folder(folder: str, embedder: Embedder, n: int = 10_000, seed: int = 0
+                        ) -> tuple[Gallery, GalleryFaces]:
+    """A gallery of the faces in a folder of photos (other people, the same kind of photo as the query), and
+    their crops as the attackers' candidates (the parrot obscures them; the learned attacker calibrates on them).
 
     Each photo is read, its largest face detected and cut into facedrift's crop geometry, and embedded; the
     threshold is calibrated on their impostor pairs, or is the embedder's published one when there are too few
@@ -64,7 +98,7 @@ def gallery_from_folder(folder: str, embedder: Embedder, n: int = 10_000, seed: 
     Raises:
         ValueError: when fewer than 2 faces are found.
     """
-    ids, embs = [], []
+    ids, embs, crops = [], [], []
     for item in face_items(folder, n=n):
         if item[1] is None:
             continue
@@ -73,9 +107,10 @@ def gallery_from_folder(folder: str, embedder: Embedder, n: int = 10_000, seed: 
         if emb is not None:
             ids.append(str(item[0]))
             embs.append(emb)
+            crops.append(crop)
     if len(ids) < 2:
         raise ValueError(f"the gallery folder {folder} has {len(ids)} photo(s) with a face; it needs at least 2")
-    return Gallery.build(ids, embs, seed=seed, embedder_key=embedder.key)
+    return Gallery.build(ids, embs, seed=seed, embedder_key=embedder.key), GalleryFaces.of(ids, crops)
 
 
 def with_query(gallery: Gallery, embedding: np.ndarray, own_id: str = "query") -> Gallery:

@@ -270,8 +270,10 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
             learned and classical restorer; Richardson–Lucy only with ``thorough``), told the true strength.
         attackers: the attackers (default :func:`default_attackers`: all four).
         references: other photos of the person (clean crops); without them a re-captured view stands in.
-        candidates: candidates' clean photos for the parrot and the learned attacker's calibration (default
-            :func:`audit.safety.attackers.builtin_candidates`).
+        candidates: candidates' clean photos for the parrot and the learned attacker's calibration, a
+            :class:`audit.safety.GalleryFaces` (default :func:`audit.safety.attackers.builtin_candidates`; only
+            those whose ids are in ``gallery`` are used). Too few to calibrate the false-match rate: those two
+            attackers' rows say "not run" and why.
         margin: distance margin above the threshold (>= 0).
         own_id: the person's id in the gallery.
         thorough: include :data:`SLOW_RESTORERS`.

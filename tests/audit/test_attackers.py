@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from audit.safety import gallery_from_faces
 from audit.safety.attackers import (
     Attacker,
     GalleryFaces,
@@ -18,7 +19,6 @@ from audit.safety.attackers import (
     attack_context,
     impostor_threshold,
 )
-from audit.safety import gallery_from_faces
 from deblur.data import builtin_faces
 from deblur.degrade import recapture
 from deblur.embed import get_embedder

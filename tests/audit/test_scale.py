@@ -185,9 +185,6 @@ def test_engine_arguments_give_clear_errors(capsys):
     assert isinstance(make_engine("ray", 2), RayEngine)  # nothing started until it is used
 
 
-@pytest.mark.xfail(strict=True, reason="known bug found at the end of round two: with a gallery that is not the built-in "
-                   "one, sweep_dataset's parrot attacker finds no candidate photos and raises (attackers x engine merge); "
-                   "fix: pass the data set's own crops as candidates, then drop this marker")
 def test_safety_dataset_mode_same_with_a_process_pool(small_faces):
     from audit import safety
     from audit.engine import Gallery
@@ -200,8 +197,9 @@ def test_safety_dataset_mode_same_with_a_process_pool(small_faces):
     e = np.stack(embs)
     gallery = Gallery(ids, e, e.mean(axis=0), calibrate_threshold(e, 0.1, 0))
     faces = [(small_faces.ids[i], small_faces.image(i), {"g": "a" if i % 2 else "b"}) for i in range(3)]
+    cands = safety.GalleryFaces.of(ids, [small_faces.image(i) for i in range(10, 22)])
     kw = {"embedder": embedder, "gallery": gallery, "degradations": ["pixelate"], "strengths": {"pixelate": (4, 12)},
-          "n_boot": 20}
+          "n_boot": 20, "candidates": cands}
     seq = safety.sweep_dataset(faces, **kw)
     with LocalPool(2) as pool:
         par = safety.sweep_dataset(faces, engine=pool, **kw)
@@ -209,3 +207,5 @@ def test_safety_dataset_mode_same_with_a_process_pool(small_faces):
     pd.testing.assert_frame_equal(par.per_face.drop(columns=timing), seq.per_face.drop(columns=timing),
                                   check_exact=True)
     pd.testing.assert_frame_equal(par.groups, seq.groups, check_exact=True)
+    parrot = seq.rows[seq.rows["attacker"] == "parrot"]
+    assert len(parrot) and (parrot["status"] == "ok").all()  # a non-built-in gallery's photos are the candidates

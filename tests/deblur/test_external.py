@@ -391,5 +391,7 @@ def test_safety_sweep_attacks_with_external_restorers(user_module, small_faces):
     assert set(rows.loc["mine", "family"]) == {"external"} and set(rows.loc["mine", "status"]) == {"ok"}
     assert rows.loc["mine", "distance"].notna().all()  # the external output was embedded and matched
     assert all(str(s).startswith("error") for s in rows.loc["boom", "status"])
+    parrot = res.table[res.table["attacker"] == "parrot"]  # 12 faces cannot calibrate FMR 1 %: said, not raised
+    assert parrot["status"].str.contains("cannot calibrate a 1% false-match rate").all()
     with pytest.raises(SystemExit):  # the CLI refuses a spec it cannot import, before any work
         safety_main(["--image", "examples/astronaut.png", "--external", "x=no_such_module_here:fn"])
