@@ -173,7 +173,7 @@ def tab() -> None:
         table = gr.Dataframe(headers=METRIC_COLUMNS, max_height=1200,  # every row, none cut off
                              label="Metrics (PSNR/SSIM vs the original; identity = dlib embedding distance)",
                              interactive=False, wrap=True,
-                             column_widths=["15%", "8%", "7%", "6%", "6%", "7%", "7%", "7%", "6%", "31%"])
+                             column_widths=["14%", "8%", "7%", "6%", "6%", "7%", "7%", "9%", "6%", "30%"])
         reading = gr.Markdown()
 
         kind.change(strength_slider, [kind, source], strength, api_name="strength_range")
