@@ -21,11 +21,16 @@ from ui.common import example_photos
 from ui.errors import user_errors
 from ui.uploads import read_photo
 
-__all__ = ["PLOT_KINDS", "TABLE_COLUMNS", "run_safety", "safety_outputs", "safety_request", "tab"]
+__all__ = ["ANON_KINDS", "PLOT_KINDS", "REPORT_COLUMNS", "TABLE_COLUMNS", "anonymise_outputs", "anonymise_request",
+           "parse_boxes", "run_safety", "safety_outputs", "safety_request", "tab"]
 
 PLOT_KINDS = tuple(k for k in safety.KINDS if k != "fill")  # fill has no strength axis: table + image only
 TABLE_COLUMNS = ["degradation", "recommended", "in your photo (px)", "first safe", "tested up to", "closest restorer",
                  "explanation"]
+ANON_KINDS = {"Pixelation + noise (recommended)": "pixelate_noise", "Pixelation": "pixelate",
+              "Gaussian blur": "gaussian", "Solid fill (black)": "fill"}
+REPORT_COLUMNS = ["face", "found by", "box (x0, y0, x1, y1)", "obscured with", "strength (crop px)",
+                  "in your photo (px)", "verdict", "closest attacker (distance / threshold)"]
 KIND_LABELS = {"gaussian": "Gaussian blur", "pixelate": "Pixelation", "motion": "Motion blur",
                "fill": "Solid fill (mean colour)", "pixelate_noise": "Pixelation + noise"}
 
@@ -123,6 +128,83 @@ def safety_request(path: str | None, margin: float, face: float = 1, kept: dict 
     return [*outputs, kept]
 
 
+def parse_boxes(text: str | None) -> list[tuple[float, float, float, float]]:
+    """Hand-drawn face boxes, one ``x0,y0,x1,y1`` per line (or separated by ``;``), in pixels of the photo.
+
+    Raises:
+        ValueError: naming the box that is not four numbers with ``x1 > x0`` and ``y1 > y0``.
+    """
+    parts = [p.strip() for line in (text or "").splitlines() for p in line.split(";")]
+    return [safety.parse_box(p) for p in parts if p]
+
+
+def _report_table(result: safety.AnonymiseResult) -> pd.DataFrame:
+    """The tab's per-face table (:meth:`audit.safety.AnonymiseResult.report` in words)."""
+    rows = []
+    for f in result.faces:
+        closest = ""
+        if f.rows is not None and len(f.rows):
+            ok = f.rows[f.rows["status"] == "ok"]
+            if len(ok):
+                c = ok.loc[(ok["distance"] - ok["threshold"]).idxmin()]
+                closest = f"{c['attacker']}: {c['restorer']} ({c['distance']:.2f} / {c['threshold']:.2f})"
+        box = ", ".join(f"{v:.0f}" for v in f.box)
+        rows.append({"face": f.index + 1, "found by": f.source, "box (x0, y0, x1, y1)": box,
+                     "obscured with": KIND_LABELS.get(f.kind, f.kind) if f.kind != "fill" else "solid fill (black)",
+                     "strength (crop px)": None if f.kind == "fill" else f.strength,
+                     "in your photo (px)": None if f.kind == "fill" else round(f.strength_photo, 1),
+                     "verdict": f.verdict, "closest attacker (distance / threshold)": closest})
+    return pd.DataFrame(rows, columns=REPORT_COLUMNS)
+
+
+def _anonymise_summary(result: safety.AnonymiseResult, check: dict) -> str:
+    verdicts = pd.Series([f.verdict for f in result.faces]).value_counts()
+    lines = [f"**{len(result.faces)} face(s)** obscured: " + ", ".join(f"{n} {v}" for v, n in verdicts.items())
+             + f" ({result.seconds:.1f} s). Every face was attacked again *in the output photo* by "
+             f"{', '.join(result.settings['attackers']) or 'no attacker'}; a face that any of them re-identified "
+             "got the next strength, and past the last one a black fill."]
+    lines.append(f"Independent check (dlib's own detector, landmarks and descriptor, threshold {check['threshold']}): "
+                 f"{check['faces_original']} face(s) in your photo, {check['faces_anonymised']} in the output; "
+                 f"of the obscured faces **{len(check['reidentified'])} re-identified**.")
+    for box in check["unobscured"]:
+        lines.append(f"**Look at {','.join(map(str, box))}**: dlib sees a face there that was not obscured (a face "
+                     "our detector missed, or a false detection such as a badge). If it is a face, add this box "
+                     "below and run again.")
+    lines.append("**Missed faces are the main risk**: look at the output. If a face is not obscured, type its box "
+                 "(x0,y0,x1,y1 in pixels of your photo, one per line) and run again. The PNG carries no metadata "
+                 "(no EXIF, no GPS, no text).")
+    lines.append(safety.LOWER_BOUND_NOTE)
+    return "\n\n".join(lines)
+
+
+def anonymise_outputs(image: np.ndarray, kind: str, boxes: str | None,
+                      publish_bytes: Callable[[bytes, str], str],
+                      progress: Callable[[float, str], None] | None = None) -> list:
+    """Anonymise a photo already read: the output image (PNG path), the download, the per-face table, the summary.
+
+    Raises:
+        ValueError: an unknown kind, a malformed box or one outside the photo, or no face found and no box given.
+    """
+    code = ANON_KINDS.get(kind, kind)
+    result = safety.anonymise(image, boxes=parse_boxes(boxes), kind=code, progress=progress)
+    if not result.faces:
+        raise ValueError("No face found in this photo, so nothing was obscured. If there is a face, type its box "
+                         "(x0,y0,x1,y1 in pixels of the photo) under 'Faces the detector missed' and run again.")
+    check = safety.independent_check(image, result.image, obscured=[f.box for f in result.faces])
+    path = publish_bytes(result.png(), "anonymised.png")
+    return [path, [path], _report_table(result), _anonymise_summary(result, check)]
+
+
+@user_errors
+def anonymise_request(path: str | None, kind: str, boxes: str | None, kept: dict | None = None,
+                      progress: gr.Progress = gr.Progress()) -> list:  # noqa: B008 - Gradio injects progress via the default
+    """The Anonymise button: read and delete the upload, obscure every face, verify, publish a clean PNG."""
+    image, kept = uploads.take_photo(path, kept)
+    outputs = anonymise_outputs(image, kind, boxes, uploads.publish_bytes,
+                                progress=lambda f, msg: progress(f, desc=msg))
+    return [*outputs, kept]
+
+
 def tab() -> None:
     """Lay out the 'Is this blur safe?' tab and wire its events (inside a ``gr.Blocks``)."""
     with gr.Tab("Is this blur safe?", id="safety"):
@@ -157,3 +239,23 @@ def tab() -> None:
         memory = uploads.kept_photo()
         run.click(safety_request, [photo, margin, face, memory], [*plots, table, obscured, downloads, summary, memory],
                   api_name="safety")
+        gr.Markdown("### Anonymise this photo\nEvery face is found (group photos too), obscured in its aligned crop "
+                    "at the first strength that **none of our attackers** re-identifies in the output photo, and "
+                    "checked again by an independent dlib pipeline. You get a PNG without metadata.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                anon_kind = gr.Radio(list(ANON_KINDS), value=next(iter(ANON_KINDS)), label="Obscure faces with")
+                boxes = gr.Textbox(label="Faces the detector missed (optional): x0,y0,x1,y1 in pixels of the "
+                                         "photo, one per line", lines=2, placeholder="120,40,220,160")
+                anon_run = gr.Button("Anonymise every face (about 10 s a face)", variant="primary")
+                anon_file = gr.File(label="Download (PNG, no metadata)", file_count="multiple", interactive=False)
+            with gr.Column(scale=1):
+                anon_image = gr.Image(label="Anonymised photo", type="filepath", format="png", interactive=False,
+                                      height=360)
+        anon_table = gr.Dataframe(headers=REPORT_COLUMNS, max_height=1200, interactive=False, wrap=True,
+                                  label="Per face: what was applied and the attacker that came closest",
+                                  column_widths=["6%", "9%", "14%", "13%", "9%", "9%", "10%", "30%"])
+        anon_summary = gr.Markdown()
+        # the same memory as the sweep: whichever button runs first consumes the upload, the other reads memory
+        anon_run.click(anonymise_request, [photo, anon_kind, boxes, memory],
+                       [anon_image, anon_file, anon_table, anon_summary, memory], api_name="anonymise")

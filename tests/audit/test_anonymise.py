@@ -6,6 +6,7 @@ import functools
 import importlib
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from PIL import Image
 from audit.safety.attackers import GalleryFaces, attack_context
 from audit.safety.gallery import gallery_from_faces
 from deblur.embed import get_embedder
+from deblur.io import load_image
 
 anon = importlib.import_module("audit.safety.anonymise")  # the module (the package re-exports its function)
 
@@ -54,6 +56,19 @@ def test_independent_dlib_pipeline_finds_nobody(group, result):
     check = anon.independent_check(group[0], result.image)
     assert check["faces_original"] >= 4, "dlib's HOG must see the people in the original, or the check is vacuous"
     assert check["matches"] == [], check
+
+
+def test_independent_check_tells_untouched_detections_from_reidentified_faces():
+    """An untouched photo is all matches at distance 0: re-identified when we claim to have obscured the face,
+    'unobscured' (for the user to look at) when dlib's face lies outside every obscured box."""
+    photo = load_image(Path(__file__).resolve().parents[2] / "examples" / "astronaut.png")
+    face = (175, 76, 265, 166)  # dlib's own box of the astronaut's face
+    claimed = anon.independent_check(photo, photo, obscured=[face])
+    assert claimed["faces_original"] == 2  # the face and the mission patch (a HOG false detection)
+    assert len(claimed["reidentified"]) == 1 and claimed["unobscured"] == [(126, 335, 215, 425)]
+    untouched = anon.independent_check(photo, photo, obscured=[])
+    assert untouched["reidentified"] == [] and len(untouched["unobscured"]) == 2
+    assert anon.independent_check(photo, photo)["reidentified"] == claimed["matches"]  # no boxes: every match counts
 
 
 def test_png_has_no_metadata_and_report_has_one_row_per_face(result):

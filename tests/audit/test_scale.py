@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,10 @@ from audit.parallel import LocalPool, RayEngine, make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 # Token authentication on the cluster and in the driver (the token is ~/.ray/auth_token, shared on this machine).
-RAY_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+# Ray 2.60 clusters use token authentication: the head and every client need the same token (a fresh machine
+# has no ~/.ray/auth_token, so the test makes one for its cluster and hands it to both through the environment).
+RAY_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 TIMING = ["seconds"]  # the only column allowed to differ between engines; all others must match bit for bit
 ARGS = ["--models", "resunet-gaussian", "wiener", "none", "--degradations", "gaussian", "pixelate",
         "--strengths", "gaussian=4", "pixelate=8", "--boot", "40", "--min-group-n", "2", "--no-contact-sheets",

@@ -37,7 +37,7 @@ def run_playground(client: Client, path, mode: str, source: str, kind: str, stre
 
 def test_api_lists_the_endpoints(client):
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/playground", "/strength_range", "/audit"} <= endpoints
+    assert {"/playground", "/strength_range", "/audit", "/safety", "/anonymise"} <= endpoints
 
 
 def test_strength_range_endpoint(client):

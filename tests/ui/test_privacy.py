@@ -99,6 +99,16 @@ def test_photo_upload_is_gone_once_the_safety_sweep_answers(server, client, tmp_
     assert not leftovers, f"the sweep left files in TMPDIR: {leftovers}"
 
 
+def test_photo_upload_is_gone_once_anonymise_answers(server, client, tmp_path):
+    photo = private_photo(tmp_path, 3)
+    out = client.predict(handle_file(str(photo)), "Pixelation", "", api_name="/anonymise")
+    assert out[0]
+    assert_no_copy(photo, server)
+    _, _, tmpdir, _ = server
+    leftovers = data_files(tmpdir)
+    assert not leftovers, f"anonymising left files in TMPDIR: {leftovers}"
+
+
 def face_zip(folder: Path) -> tuple[Path, Path]:
     """A zip of three faces (the example faces, made unique) and a labels CSV next to it."""
     zpath, cpath = folder / "faces.zip", folder / "labels.csv"
