@@ -6,7 +6,9 @@
   A failed request has deleted it too.
 - **A photo's bytes** stay in server memory, never on disk, for re-runs in the same browser tab
   (:func:`kept_photo`, a ``gr.State``): dropped when the tab closes or reloads, at most
-  :data:`MEMORY_TTL_S` after the last run. API clients send the photo with every call.
+  :data:`MEMORY_TTL_S` after the last run. API clients send the photo with every call. An upload's bytes
+  also stay in memory :data:`SHARED_UPLOAD_S` after it was read, for an identical upload that arrived at the
+  same moment (Gradio stores both as one file).
 - **Outputs** (crops, reconstructions, obscured faces, report CSVs) are written straight into Gradio's cache
   so the browser can show and download them, and Gradio deletes them :data:`OUTPUT_LIFETIME_S` after they
   were written (checked every :data:`SWEEP_S`), and all of them when the server stops. Nothing is written
@@ -21,6 +23,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -41,6 +45,10 @@ __all__ = ["BLOCKS_OPTIONS", "LAUNCH_OPTIONS", "MAX_FILE_MB", "MEMORY_TTL_S", "O
 OUTPUT_LIFETIME_S = int(os.environ.get("FACEDRIFT_OUTPUT_LIFETIME", "600"))
 SWEEP_S = max(1, min(60, OUTPUT_LIFETIME_S // 4))
 MEMORY_TTL_S = 900
+# Gradio stores an upload at <cache>/<hash of its bytes>/<name>: the same file uploaded twice at the same moment
+# (two tabs, two users) is ONE file, which the first request deletes. The bytes of a consumed upload stay in
+# memory this long so that the second request gets them too.
+SHARED_UPLOAD_S = 120
 MAX_FILE_MB = 50
 BLOCKS_OPTIONS = {"delete_cache": (SWEEP_S, OUTPUT_LIFETIME_S)}
 LAUNCH_OPTIONS = {"max_file_size": f"{MAX_FILE_MB}mb"}
@@ -51,7 +59,8 @@ PRIVACY = f"""\
   first) is deleted like the results below. Uploads are limited to {MAX_FILE_MB} MB.
 - **Your photo's bytes** stay in server memory, never on disk, so that you can run again with other settings in
   the same browser tab: until the tab closes or reloads, at most {MEMORY_TTL_S // 60} minutes after your last run.
-  API clients send the photo with every call.
+  API clients send the photo with every call. Every upload's bytes also stay in memory {SHARED_UPLOAD_S} s after
+  it was read, because the same file uploaded twice at the same moment is stored once.
 - **Results** (face crops, reconstructions, obscured faces, audit reports including `faces.csv` with predicted
   attributes) are written to the app's temporary folder so that your browser can show and download them, and
   deleted {OUTPUT_LIFETIME_S // 60} minutes after they were made (checked every {SWEEP_S} s), all of them when
@@ -74,23 +83,45 @@ def _public_hashes() -> frozenset[str]:
     return frozenset(hashlib.sha256(p.read_bytes()).hexdigest() for p in example_photos())
 
 
+_CONSUMED: dict[Path, tuple[float, bytes]] = {}  # upload path -> (when read, bytes), for SHARED_UPLOAD_S
+_CONSUMED_LOCK = threading.Lock()
+
+
+def _recently_consumed(path: Path) -> bytes | None:
+    """The bytes of an upload another request read (and deleted) less than :data:`SHARED_UPLOAD_S` ago."""
+    now = time.monotonic()
+    with _CONSUMED_LOCK:
+        for old in [p for p, (t, _) in _CONSUMED.items() if now - t > SHARED_UPLOAD_S]:
+            del _CONSUMED[old]
+        hit = _CONSUMED.get(path)
+    return hit[1] if hit else None
+
+
 def consume(path: str | os.PathLike) -> bytes:
     """The bytes of an upload; the file (and its folder) are deleted from Gradio's cache once read.
 
     Files outside Gradio's cache (a local path given to the handler directly) and byte-for-byte copies of the
-    bundled example photos (public; the Examples widget serves the same cached file) are only read.
+    bundled example photos (public; the Examples widget serves the same cached file) are only read. Identical
+    uploads share one file in Gradio's cache: a request that finds it already consumed by another less than
+    :data:`SHARED_UPLOAD_S` ago gets the bytes from memory.
 
     Raises:
-        gr.Error: the file is not there (already consumed by an earlier request).
+        gr.Error: the file is not there (consumed by an earlier request more than :data:`SHARED_UPLOAD_S` ago).
     """
     file = Path(path)
     try:
         data = file.read_bytes()
     except FileNotFoundError as exc:
-        raise gr.Error(GONE) from exc
+        shared = _recently_consumed(file.resolve())
+        if shared is None:
+            raise gr.Error(GONE) from exc
+        return shared
     resolved = file.resolve()
     root = cache_dir()
     if resolved.is_relative_to(root) and hashlib.sha256(data).hexdigest() not in _public_hashes():
+        with _CONSUMED_LOCK:
+            _CONSUMED[resolved] = (time.monotonic(), data)
+        _recently_consumed(resolved)  # and forget the expired ones
         resolved.unlink(missing_ok=True)
         if resolved.parent != root:
             try:

@@ -141,3 +141,23 @@ def test_import_and_build_load_no_model(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not list(Path(__file__).resolve().parents[2].glob("*.pyi")), "gradio wrote a .pyi stub into the repo"
+
+
+def test_identical_uploads_at_the_same_moment_both_get_their_bytes(app_server, monkeypatch):
+    """Gradio stores the same bytes uploaded twice as ONE file: the first request deletes it, the second must
+    still get the photo (from memory, for a short while), and nothing stays on disk."""
+    import httpx
+
+    from ui import uploads
+
+    data = (Path(__file__).resolve().parents[2] / "examples" / "astronaut.png").read_bytes()
+    data = data + b"\0"  # not byte-for-byte the public example (those are never deleted)
+    url = app_server[0] + "gradio_api/upload"
+    paths = [httpx.post(url, files={"files": ("mine.png", data, "image/png")}, timeout=30).json()[0]
+             for _ in range(2)]
+    assert paths[0] == paths[1], "premise: Gradio keeps identical uploads in one file"
+    assert uploads.consume(paths[0]) == data and not Path(paths[0]).exists()
+    assert uploads.consume(paths[1]) == data  # the second request, after the first deleted the file
+    monkeypatch.setattr(uploads, "SHARED_UPLOAD_S", 0)
+    with pytest.raises(Exception, match="no longer on the server"):
+        uploads.consume(paths[1])  # past the grace period: gone from memory too
