@@ -154,6 +154,21 @@ def _recut(photo: np.ndarray, crop: FaceCrop) -> np.ndarray:
     return quantize(np.clip(out, 0, 1))
 
 
+def _attempt(photo: np.ndarray, crop: FaceCrop, obscured: np.ndarray, team: Sequence, kind: str, strength: float,
+             ctx) -> tuple[pd.DataFrame, str]:
+    """One verification try: ``obscured`` pasted into ``photo`` at ``crop``, re-cut and attacked by ``team``.
+
+    Returns:
+        The attackers' rows, and ``"attacker: restorer"`` of the first that re-identifies the face (``""``: none).
+    """
+    trial = paste_face(photo, obscured, crop, FEATHER)
+    probe = _recut(trial, crop)  # what an attacker cuts from the published photo
+    rows = pd.concat([pd.DataFrame(a.attack(kind, [strength], [probe], ctx)).assign(attacker=a.name) for a in team],
+                     ignore_index=True)
+    hit = rows[(rows["distance"] <= rows["threshold"]).fillna(False) | rows["rank1"].astype(bool)]
+    return rows, "" if hit.empty else f"{hit.iloc[0]['attacker']}: {hit.iloc[0]['restorer']}"
+
+
 def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind: str = "pixelate_noise",
               ladder: Sequence[float] | None = None, detector: str = "mtcnn", min_size: int = 12, verify: bool = True,
               attackers: Sequence | None = None, context: Callable | None = None, seed: int = 0,
@@ -213,15 +228,6 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
         # the attackers' own obscuring (the parrot obscures its gallery with it): what is verified is what is written
         hide = ctx.obscure if ctx is not None else functools.partial(obscure, fill="black")
 
-        def attack(k: str, s: float) -> tuple[pd.DataFrame, str]:
-            trial = paste_face(out, hide(clean, k, s, seed=seed + i), crop, FEATHER)
-            probe = _recut(trial, crop)  # what an attacker cuts from the published photo
-            team = fill_attackers if k == "fill" else ladder_attackers
-            rows = pd.concat([pd.DataFrame(a.attack(k, [s], [probe], ctx)).assign(attacker=a.name) for a in team],
-                             ignore_index=True)
-            hit = rows[(rows["distance"] <= rows["threshold"]).fillna(False) | rows["rank1"].astype(bool)]
-            return rows, "" if hit.empty else f"{hit.iloc[0]['attacker']}: {hit.iloc[0]['restorer']}"
-
         attempts, rows, verdict, used = [], None, "not verified", (kind, float(steps[0]))
         if verify and ctx is None:
             used, verdict = ("fill", 1.0), "filled"
@@ -229,7 +235,8 @@ def anonymise(photo: np.ndarray, *, boxes: Sequence[Sequence[float]] = (), kind:
         elif verify:
             for s in (*steps, None):
                 k, s = (kind, float(s)) if s is not None else ("fill", 1.0)
-                rows, winner = attack(k, s)
+                team = fill_attackers if k == "fill" else ladder_attackers
+                rows, winner = _attempt(out, crop, hide(clean, k, s, seed=seed + i), team, k, s, ctx)
                 attempts.append((k, s, winner))
                 used = (k, s)
                 if not winner:
@@ -253,7 +260,8 @@ def _dlib_pipeline():
     # the model files' folder, found without importing face_recognition_models (it needs pkg_resources)
     spec = importlib.util.find_spec("face_recognition_models")
     models = Path(list(spec.submodule_search_locations)[0]) / "models"
-    return (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat")),
+    return (dlib.get_frontal_face_detector(),
+            dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat")),
             dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat")))
 
 
@@ -366,8 +374,8 @@ def anonymise_file(photo_path: str | Path, out: str | Path, *, boxes: Sequence[s
     if check:
         info["independent_dlib_check"] = independent_check(photo, res.image, obscured=[f.box for f in res.faces])
     out.with_suffix(".report.json").write_text(json.dumps(info, indent=1, default=str))
-    cols = [c for c in ("face", "source", "kind", "strength_crop_px", "strength_photo_px", "verdict", "closest_attacker",
-                        "closest_distance", "closest_threshold") if c in report]
+    cols = [c for c in ("face", "source", "kind", "strength_crop_px", "strength_photo_px", "verdict",
+                        "closest_attacker", "closest_distance", "closest_threshold") if c in report]
     echo(report[cols].to_string(index=False))
     if check:
         c = info["independent_dlib_check"]
