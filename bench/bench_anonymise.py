@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, wall, cpu, _ in rows:
         print(f"{name:46s} {wall:8.2f} {cpu:8.2f} {wall / base:10.1f}")
     final = rows[-1][3]
-    print(f"verdicts: {[f.verdict for f in final.faces]}; strengths: {[f'{f.kind} {f.strength:g}' for f in final.faces]}")
+    strengths = [f"{f.kind} {f.strength:g}" for f in final.faces]
+    print(f"verdicts: {[f.verdict for f in final.faces]}; strengths: {strengths}")
     print(f"target {TARGET_S:g} s: {'met' if rows[-1][1] < TARGET_S else 'NOT met'} (wall, on this machine now)")
 
 

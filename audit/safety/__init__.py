@@ -24,10 +24,11 @@ embedder (dlib). "Safe here" does not mean safe.
 
 Modules: :mod:`~audit.safety.attackers` (the four attackers and their shared context),
 :mod:`~audit.safety.anonymise` (anonymise a photo and verify it), :mod:`~audit.safety.peers` (deface measured
-with our attackers), :mod:`~audit.safety.recall` (detector recall), :mod:`~audit.safety.obscure` (the obscuring kinds), :mod:`~audit.safety.gallery` (the attacker's
-gallery, cached on disk), :mod:`~audit.safety.sweep` (restorer policy, the sweep, the recommendation rule),
-:mod:`~audit.safety.figures` (plotly), :mod:`~audit.safety.dataset` (dataset mode, per-group statistics) and
-``__main__`` (command line). Everything public is re-exported here.
+with our attackers), :mod:`~audit.safety.recall` (detector recall), :mod:`~audit.safety.obscure` (the obscuring
+kinds), :mod:`~audit.safety.gallery` (the attacker's gallery, cached on disk), :mod:`~audit.safety.sweep`
+(restorer policy, the sweep, the recommendation rule), :mod:`~audit.safety.figures` (plotly),
+:mod:`~audit.safety.dataset` (dataset mode, per-group statistics) and ``__main__`` (command line). Everything
+public is re-exported here.
 
 Command line (see ``docs/SAFETY.md``)::
 

