@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -39,9 +38,11 @@ from deblur.data import builtin_faces, cache_dir
 from deblur.embed import get_embedder
 from deblur.models.id_regressor import KINDS, IdRegressor, condition
 from deblur.restore import WEIGHTS_DIR, load_checkpoint, load_manifest, sha256_file
+from deblur.train.loop import cosine_lr, save_checkpoint
 
-__all__ = ["ATTACKER_DIR", "TRAIN_STRENGTHS", "AttackerConfig", "EmbeddingAttacker", "attacker_entries",
-           "embedding_targets", "load_attacker", "obscure_for_attacker", "train_attacker", "write_attacker_card"]
+# Its manifest entry and model card: deblur.train.release (attacker_entries, write_attacker_card).
+__all__ = ["ATTACKER_DIR", "TRAIN_STRENGTHS", "AttackerConfig", "EmbeddingAttacker", "embedding_targets",
+           "load_attacker", "obscure_for_attacker", "train_attacker"]
 
 ATTACKER_DIR = WEIGHTS_DIR / "attackers"
 # Strength range per kind the attacker is trained on (and normalises by): the safety sweep's grids.
@@ -49,6 +50,7 @@ TRAIN_STRENGTHS: dict[str, tuple[float, float]] = {"gaussian": (0.0, 12.0), "pix
                                                      "motion": (1.0, 63.0), "pixelate_noise": (4.0, 12.0)}
 EVAL_POINTS: dict[str, tuple[float, ...]] = {"gaussian": (4.0, 8.0, 12.0), "pixelate": (8.0, 12.0, 16.0),
                                              "motion": (21.0, 45.0, 63.0), "pixelate_noise": (4.0, 8.0, 12.0)}
+_HIGHS = {k: v[1] for k, v in TRAIN_STRENGTHS.items()}  # what the strengths are normalised by
 
 
 @dataclass
@@ -148,10 +150,15 @@ def _views(images: np.ndarray, views: int, rng: np.random.Generator, size: int
     return x, kinds, strengths
 
 
-def _tensor(x_u8: np.ndarray, kinds: list[str], strengths: np.ndarray) -> torch.Tensor:
+def _tensor(x_u8: np.ndarray, kinds: list[str], strengths, highs: dict[str, float] = _HIGHS) -> torch.Tensor:
+    """``N x size x size x 3`` uint8 thumbnails, their kinds and strengths -> the :class:`IdRegressor` input."""
     imgs = torch.from_numpy(x_u8.astype(np.float32) / 255.0).permute(0, 3, 1, 2)
-    highs = {k: v[1] for k, v in TRAIN_STRENGTHS.items()}
     return condition(imgs, kinds, torch.from_numpy(np.asarray(strengths, np.float32)), highs)
+
+
+def _first(faces, n: int):
+    """The first ``n`` faces of a :class:`deblur.data.FaceSet`."""
+    return type(faces)(faces.images[:n], faces.ids[:n], faces.split[:n], faces.meta)
 
 
 class EmbeddingAttacker:
@@ -181,8 +188,7 @@ class EmbeddingAttacker:
         if kind not in self.kinds:
             raise ValueError(f"the learned attacker {self.name} knows {list(self.kinds)}, not {kind!r}")
         x = np.stack([degrade.to_uint8(_to_input(c, self.model.size)) for c in crops])
-        t = condition(torch.from_numpy(x.astype(np.float32) / 255.0).permute(0, 3, 1, 2), [kind] * len(crops),
-                      torch.tensor(strengths, dtype=torch.float32), self.highs)
+        t = _tensor(x, [kind] * len(crops), strengths, self.highs)
         with torch.inference_mode():
             return self.model(t).double().numpy()
 
@@ -210,7 +216,6 @@ def _evaluate(model: IdRegressor, faces, targets: np.ndarray, seed: int) -> dict
     ok = ~np.isnan(targets).any(axis=1)
     imgs, tg = faces.images[ok], targets[ok]
     rng = np.random.default_rng([seed, 99])
-    highs = {k: v[1] for k, v in TRAIN_STRENGTHS.items()}
     model.eval()
     out: dict = {}
     for kind, points in EVAL_POINTS.items():
@@ -218,10 +223,8 @@ def _evaluate(model: IdRegressor, faces, targets: np.ndarray, seed: int) -> dict
             x = np.stack([degrade.to_uint8(_to_input(obscure_for_attacker(degrade.recapture(f / 255.0, rng), kind, s,
                                                                           seed=i), model.size))
                           for i, f in enumerate(imgs)])
-            t = condition(torch.from_numpy(x.astype(np.float32) / 255.0).permute(0, 3, 1, 2), [kind] * len(x),
-                          torch.full((len(x),), float(s)), highs)
             with torch.inference_mode():
-                pred = model(t).double().numpy()
+                pred = model(_tensor(x, [kind] * len(x), np.full(len(x), s))).double().numpy()
             d = np.linalg.norm(pred[:, None, :] - tg[None, :, :], axis=2)
             out[f"{kind}:{s:g}"] = {"rank1": round(float(np.mean(d.argmin(axis=1) == np.arange(len(tg)))), 4),
                                     "genuine_distance": round(float(np.mean(np.diag(d))), 4),
@@ -236,14 +239,13 @@ def train_attacker(cfg: AttackerConfig, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(1)  # on a shared, oversubscribed CPU a second thread only adds barrier waits
     faces = builtin_faces(cfg.n_faces, seed=cfg.face_seed)
-    train = faces.subset("train")
-    train = type(train)(train.images[:cfg.train_faces], train.ids[:cfg.train_faces], train.split[:cfg.train_faces],
-                        train.meta)
+    train = _first(faces.subset("train"), cfg.train_faces)
     targets = embedding_targets(train, cfg.embedder, tag=f"s{cfg.face_seed}-train")
     keep = ~np.isnan(targets).any(axis=1)
     images, targets = train.images[keep], targets[keep].astype(np.float32)
-    views_path = cache_dir() / (f"attacker-views-s{cfg.seed}-f{cfg.face_seed}-n{len(images)}-v{cfg.views}-px{cfg.size}-"
-                                f"{hashlib.sha256(json.dumps(TRAIN_STRENGTHS, sort_keys=True).encode()).hexdigest()[:8]}.npz")
+    strengths_hash = hashlib.sha256(json.dumps(TRAIN_STRENGTHS, sort_keys=True).encode()).hexdigest()[:8]
+    views_path = cache_dir() / (f"attacker-views-s{cfg.seed}-f{cfg.face_seed}-n{len(images)}-v{cfg.views}-"
+                                f"px{cfg.size}-{strengths_hash}.npz")
     if views_path.is_file():  # the obscured views are the slow part of preparing a run: made once per setting
         with np.load(views_path, allow_pickle=False) as z:
             x, kinds, strengths = z["x"], [str(k) for k in z["kinds"]], z["strengths"]
@@ -261,7 +263,7 @@ def train_attacker(cfg: AttackerConfig, progress: bool = True) -> dict:
     while time.time() - t0 < budget:
         frac = (time.time() - t0) / budget
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+            g["lr"] = cosine_lr(cfg.lr, step, frac, warmup=50)
         model.train()
         rows = rng.choice(len(x), cfg.batch, replace=False)
         rows = rows[np.unique(face_of[rows], return_index=True)[1]]  # one view per face: clean in-batch negatives
@@ -278,89 +280,27 @@ def train_attacker(cfg: AttackerConfig, progress: bool = True) -> dict:
             print(f"step {step} {time.time() - t0:.0f}s loss {ema:.4f}", flush=True)
     train_seconds = time.time() - t0
 
-    test = faces.subset("test")
-    test = type(test)(test.images[:cfg.eval_faces], test.ids[:cfg.eval_faces], test.split[:cfg.eval_faces], test.meta)
+    test = _first(faces.subset("test"), cfg.eval_faces)
     metrics = {"steps": step, "final_loss": round(float(ema), 5), "prep_seconds": round(prep_seconds, 1),
                "test": _evaluate(model, test, embedding_targets(test, cfg.embedder, tag=f"s{cfg.face_seed}-test"),
                                  cfg.seed)}
-    ckpt = {"model_name": "id_regressor", "model_args": {"size": cfg.size, "hidden": cfg.hidden}, "name": cfg.name, "task": "attacker",
-            "embedder": get_embedder(cfg.embedder).name, "kinds": list(KINDS),
-            "highs": {k: v[1] for k, v in TRAIN_STRENGTHS.items()},
-            "strengths": {k: list(v) for k, v in TRAIN_STRENGTHS.items()}, "train_config": asdict(cfg),
-            "metrics": metrics, "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - t_start, 1),
-            "device": f"cpu: {platform.machine()}, {torch.get_num_threads()} threads", "params": sum(p.numel() for p in model.parameters()),
+    meta = {"model_name": "id_regressor", "model_args": {"size": cfg.size, "hidden": cfg.hidden}, "name": cfg.name,
+            "task": "attacker", "embedder": get_embedder(cfg.embedder).name, "kinds": list(KINDS),
+            "highs": dict(_HIGHS), "strengths": {k: list(v) for k, v in TRAIN_STRENGTHS.items()},
+            "train_config": asdict(cfg), "metrics": metrics, "train_seconds": round(train_seconds, 1),
+            "total_seconds": round(time.time() - t_start, 1),
+            "device": f"cpu: {platform.machine()}, {torch.get_num_threads()} threads",
+            "params": sum(p.numel() for p in model.parameters()),
             "data": {"source": "builtin_faces", "n_faces": cfg.n_faces, "face_seed": cfg.face_seed,
                      "train_faces": int(len(images)), "views_per_face": cfg.views, "recaptured_fraction": 0.5,
                      "input_px": cfg.size, "quantized": True}, "torch": str(torch.__version__)}
-    ckpt = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            **json.loads(json.dumps(ckpt, default=str))}
-    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, cfg.out)
-    return ckpt
-
-
-def write_attacker_card(name: str, entry: dict, cards_dir: str | Path) -> Path:
-    """``cards_dir/<name>.md``: what the learned attacker is, how it was trained, how well it identifies."""
-    m = entry["metrics"]["test"]
-    rows = ["| obscuring | strength (px of the 128-px crop) | rank-1 identification | genuine distance | "
-            "impostor distance |", "|---|---|---|---|---|"]
-    for point, r in m["by_point"].items():
-        kind, s = point.split(":")
-        rows.append(f"| {kind} | {s} | {r['rank1']:.0%} | {r['genuine_distance']:.3f} | {r['impostor_distance']:.3f} |")
-    cfg = entry["train_config"]
-    text = "\n".join([
-        f"# Model card: `{name}` (learned attacker)", "",
-        f"A small MLP that maps an obscured face ({entry['model_args']['size']}-px thumbnail of the 128-px crop, told the "
-        "obscuring kind and strength) to the dlib "
-        "embedding of the clean face — the *learned* attacker of \"Is this blur safe?\" (`audit.safety.attackers`). It "
-        "never restores the face; its prediction is matched against clean photos. After Hao et al. 2020 "
-        "(arXiv 1905.05243: a recogniser trained on blurred faces keeps ~82 % identification where one trained "
-        "on clear faces falls to 1–3 %) and McPherson, Shokri & Shmatikov 2016 (arXiv 1609.00408: 71 % top-1 on "
-        "pixelated FaceScrub).", "",
-        f"- weights: `weights/{entry['file']}` ({entry['size_bytes'] / 1e6:.1f} MB, sha256 `{entry['sha256'][:16]}…`)",
-        f"- architecture: `id_regressor` {json.dumps(entry['model_args'])}, {entry['params']:,} parameters",
-        f"- targets: `{entry['embedder']}` embeddings of the clean faces",
-        f"- obscuring it knows: {', '.join(f'{k} {lo:g}–{hi:g}' for k, (lo, hi) in entry['strengths'].items())} px",
-        f"- data: {entry['data']['train_faces']} built-in *train* faces × {entry['data']['views_per_face']} "
-        "obscured views (half re-captured first: shift, scale, rotation, lighting, JPEG), 8-bit rounded",
-        f"- trained: {entry['train_seconds'] / 60:.1f} min, {entry['steps']} steps on {entry['device']} of a CPU shared "
-        "with other jobs "
-        f"(`python -m deblur.train --model id_regressor --minutes {cfg['minutes']:g} --train-faces {cfg['train_faces']}`)",
-        "", "## Identification on held-out faces", "",
-        f"{m['faces']} built-in *test* faces, each re-captured, then obscured; rank-1 = the prediction is "
-        f"nearest to the face's own clean embedding among all {m['faces']} (chance {m['chance_rank1']:.0%}).", "",
-        *rows, "",
-        "## Limits", "",
-        "Trained in minutes on a CPU on synthetic faces: a real attacker trains far longer on millions of real "
-        "photos, so this is a *lower bound* on what a learned attacker does. It is told the obscuring kind and "
-        "strength (as the restore attacker is); it does not know solid fill.", ""])
-    path = Path(cards_dir) / f"{name}.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def attacker_entries(weights_dir: str | Path) -> dict:
-    """Manifest entries (and cards) of the learned attackers in ``weights_dir/attackers/*.pt``."""
-    weights_dir = Path(weights_dir)
-    out = {}
-    for path in sorted((weights_dir / "attackers").glob("*.pt")):
-        ckpt = load_checkpoint(path)
-        name = ckpt["name"]
-        entry = {"file": f"attackers/{path.name}", "sha256": sha256_file(path), "size_bytes": path.stat().st_size,
-                 "model": ckpt["model_name"], "model_args": ckpt["model_args"], "task": "attacker",
-                 "embedder": ckpt["embedder"], "kinds": ckpt["kinds"], "strengths": ckpt["strengths"],
-                 "params": ckpt["params"], "data": ckpt["data"], "train_seconds": ckpt["train_seconds"],
-                 "steps": ckpt["metrics"]["steps"], "device": ckpt["device"], "train_config": ckpt["train_config"],
-                 "metrics": ckpt["metrics"], "card": f"cards/{name}.md"}
-        write_attacker_card(name, entry, weights_dir / "cards")
-        out[name] = entry
-    return out
+    return save_checkpoint(model, meta, cfg.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of the learned-attacker run (also reached through ``python -m deblur.train --model id_regressor``)."""
-    p = argparse.ArgumentParser(prog="python -m deblur.train --model id_regressor", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m deblur.train --model id_regressor",
+                                description=__doc__.split("\n\n")[0])
     d = AttackerConfig()
     for key, value in asdict(d).items():
         p.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
@@ -370,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     cfg = AttackerConfig(**vars(build_parser().parse_args(argv)))
     ckpt = train_attacker(cfg)
-    print(f"saved {cfg.out}: {ckpt['params']:,} params, {ckpt['train_seconds']:.0f} s, {ckpt['metrics']['steps']} steps")
+    print(f"saved {cfg.out}: {ckpt['params']:,} params, {ckpt['train_seconds']:.0f} s, "
+          f"{ckpt['metrics']['steps']} steps")
     print(json.dumps(ckpt["metrics"]["test"], indent=1))
 
 

@@ -22,7 +22,7 @@ from deblur.restore import assemble_input, pick_device
 from deblur.restore.classical import classical_estimate
 from deblur.train.heldout import checkerboard_report, heldout_metrics, model_fn
 
-__all__ = ["TrainConfig", "make_pairs", "train"]
+__all__ = ["TrainConfig", "cosine_lr", "make_pairs", "save_checkpoint", "train"]
 
 
 @dataclass
@@ -154,6 +154,25 @@ def _plain(obj):
     return str(obj)
 
 
+def cosine_lr(lr: float, step: int, frac: float, warmup: int) -> float:
+    """Learning rate at ``step``: linear warm-up over ``warmup`` steps, then cosine decay over ``frac`` (the
+    fraction of the wall-clock budget spent)."""
+    return lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def save_checkpoint(model: torch.nn.Module, meta: dict, out: str | Path) -> dict:
+    """Save ``model``'s CPU ``state_dict`` and ``meta`` to ``out`` with ``torch.save``; returns the checkpoint.
+
+    ``meta`` is turned into plain JSON types (numpy scalars, TorchVersion... are not allowed by
+    ``weights_only=True`` loading).
+    """
+    ckpt = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            **json.loads(json.dumps(meta, default=_plain))}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, out)
+    return ckpt
+
+
 def _describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
@@ -204,7 +223,7 @@ def train(cfg: TrainConfig, faces=None, progress: bool = True) -> dict:
             break
         frac = elapsed / budget
         for g in opt.param_groups:  # cosine decay with a short warm-up, over wall-clock time
-            g["lr"] = cfg.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+            g["lr"] = cosine_lr(cfg.lr, step, frac, warmup=100)
         model.train()
         rows = rng.integers(0, len(pairs["clean"]), cfg.batch)
         deg, cls, s, clean = (t if t is None else t.to(device) for t in _batch(train_imgs, pairs, rows, cfg.patch, rng))
@@ -248,8 +267,7 @@ def train(cfg: TrainConfig, faces=None, progress: bool = True) -> dict:
             s_mid = float(degrade.STRENGTHS[kind].default)
             deg = np.stack([degrade.quantize(degrade.degrade(f, kind, s_mid)) for f in test.astype(np.float32) / 255])
             metrics["checkerboard"] = {"strength": s_mid, **checkerboard_report(fn(deg, s_mid), test / 255.0, deg)}
-    ckpt = {
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    meta = {
         "model_name": cfg.model, "model_args": dict(cfg.model_args), "name": cfg.name,
         "degradation": kind, "strengths": list(cfg.strengths),
         "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
@@ -262,8 +280,4 @@ def train(cfg: TrainConfig, faces=None, progress: bool = True) -> dict:
                  "quantized": True, "meta": {k: v for k, v in faces.meta.items() if isinstance(v, (str, int, float))}},
         "torch": str(torch.__version__),
     }
-    # plain JSON types only (numpy scalars, TorchVersion… are not allowed by weights_only=True loading)
-    ckpt = {"state_dict": ckpt.pop("state_dict"), **json.loads(json.dumps(ckpt, default=_plain))}
-    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, cfg.out)
-    return ckpt
+    return save_checkpoint(model, meta, cfg.out)
