@@ -3,7 +3,7 @@
 Two passes over the data, each run by an :class:`Engine` (this process, a process pool or Ray Data: see
 :mod:`audit.parallel`) on batches of faces with the pure per-image step of :mod:`audit.step`:
 
-1. *Clean pass* (:func:`audit.step.prepare_face`): crop each face, embed it, and form its groups (dataset
+1. *Clean pass* (:func:`audit.prepare.prepare_face`): crop each face, embed it, and form its groups (dataset
    labels and/or predictions). The clean embeddings become the **gallery** used for the match threshold
    (calibrated on impostor pairs at a fixed false-match rate) and for rank-1 re-identification.
 2. *Per-image pass*: for every degradation × strength × restorer, degrade, restore, embed and measure
@@ -33,24 +33,14 @@ import pandas as pd
 from audit import report
 from audit.config import ROW_FIELDS, AuditConfig
 from audit.data import face_source
+from audit.prepare import CleanFace, prepare_face, to_crop
 from audit.stats import Threshold, calibrate_threshold
-from audit.step import (
-    AuditStep,
-    CleanFace,
-    Item,
-    StepRunner,
-    finish_rows,
-    measure_chunk,
-    prepare_face,
-    resolve_restorers,
-    restore_chunk,
-    to_crop,
-)
+from audit.step import AuditStep, Item, StepRunner, finish_rows, measure_chunk, resolve_restorers, restore_chunk
 from deblur.embed import PUBLISHED_THRESHOLDS, Embedder
 from deblur.restore import close_restorers
 
-# AuditConfig and ROW_FIELDS live in audit.config, the per-image step (CleanFace, prepare_face, resolve_restorers,
-# to_crop) in audit.step; re-exported for existing callers.
+# AuditConfig and ROW_FIELDS live in audit.config, the clean pass (CleanFace, prepare_face, to_crop) in audit.prepare,
+# the per-image step (AuditStep, resolve_restorers) in audit.step; re-exported for existing callers.
 __all__ = ["ROW_FIELDS", "AuditConfig", "AuditResult", "AuditStep", "BatchTask", "CleanFace", "Engine", "Gallery",
            "SequentialEngine", "audit_image", "chunks", "count_statuses", "prepare_face", "resolve_restorers",
            "run_audit", "to_crop"]

@@ -30,7 +30,8 @@ from pathlib import Path
 import cv2
 
 from audit.engine import BatchTask, SequentialEngine, chunks
-from audit.step import AuditStep, CleanFace, Item, StepRunner
+from audit.prepare import CleanFace
+from audit.step import AuditStep, Item, StepRunner
 
 __all__ = ["ENGINES", "LocalPool", "RayEngine", "add_engine_arguments", "engine_from_args", "make_engine"]
 

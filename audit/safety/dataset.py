@@ -80,7 +80,7 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
                   engine: Engine | None = None, candidates: GalleryFaces | None = None) -> DatasetSafety:
     """:func:`sweep_face` over many faces, then the distribution of safe strengths per group.
 
-    Groups are formed exactly as the audit forms them (:func:`audit.step.prepare_face`: dataset labels plus
+    Groups are formed exactly as the audit forms them (:func:`audit.prepare.prepare_face`: dataset labels plus
     predicted gender, age bin and skin-tone bin). The gallery is ``gallery`` plus every face of the data set not
     already in it; without one, the data set's own faces (a gallery of the same kind as each query; its threshold
     calibrated on their impostor pairs, or the embedder's published one when there are too few). Faces whose
@@ -100,7 +100,7 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
         min_group_n: groups smaller than this are flagged ``small``.
         progress: called as ``progress(done, total)`` per face.
         crop: ``"detect"`` (photos) or ``"whole"`` (already facedrift crops, e.g. the built-in set); see
-            :func:`audit.step.to_crop`.
+            :func:`audit.prepare.to_crop`.
         extra_restorers: degradation → {name → restorer} added to ours (external restorers; this process only).
         engine: where the clean pass and the sweeps run (default: this process; see :mod:`audit.parallel`).
         candidates: clean photos of ``gallery``'s faces for the parrot and the learned attacker
