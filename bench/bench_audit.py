@@ -16,7 +16,9 @@ gaussian=4 pixelate=8 motion=15`` does. Rows:
 For each: wall seconds end to end (start-up, clean pass, per-image pass, report), faces/s, the marginal faces/s
 of the two passes once running (start-up excluded), the ratio of marginal rates to ``sequential, batch 1`` and
 the projected wall time of 1,000 faces = measured time + (1000 − n) / marginal rate + the report's time scaled
-to 1,000 faces. The load average is printed: on a shared machine the numbers move with the other jobs.
+to 1,000 faces. Last, the floor: the time of the identity embedder alone (dlib's descriptor, measured here) for
+the 7 embeddings every face needs, spread over ``--workers`` cores. The load average is printed: on a shared
+machine the numbers move with the other jobs.
 """
 
 from __future__ import annotations
@@ -80,6 +82,23 @@ def run(name: str, engine, models: list[str], n: int, batch_size: int, boot: int
             "marginal_fps": 1.0 / marginal, "per_face": marginal, "report": report}
 
 
+def embedding_floor(n: int, batch_size: int) -> float:
+    """Seconds per image of the identity embedder alone (dlib's batch descriptor call, one thread), measured in
+    this process on ``n`` built-in test faces in batches of ``batch_size``, after one warm-up batch."""
+    from audit.step import embed_fixed, single_thread
+    from deblur.data import builtin_faces
+    from deblur.embed import get_embedder
+
+    faces = builtin_faces(4000, 0).subset("test")
+    imgs = [faces.image(i) for i in range(min(n, len(faces)))]
+    embedder = get_embedder("dlib")
+    with single_thread():
+        embed_fixed(embedder, imgs[:batch_size], batch_size)
+        start = time.perf_counter()
+        embed_fixed(embedder, imgs, batch_size)
+    return (time.perf_counter() - start) / len(imgs)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=48, help="faces per engine (the built-in test split has 400)")
@@ -109,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "under 5 min" if projected < TARGET_S else "over 5 min"
         print(f"{r['engine']:<22} {r['faces']:>5} {r['wall']:>7.1f} {r['fps']:>8.2f} {r['marginal_fps']:>17.2f} "
               f"{r['marginal_fps'] / base['marginal_fps']:>5.2f}x {projected / 60:>8.1f} min  ({verdict})")
+    per_image = embedding_floor(64, args.batch_size)
+    embeddings = 1 + 2 * len(KINDS)  # clean, and per degradation the degraded and the restored face ('none' reuses)
+    floor = args.project * embeddings * per_image / max(1, args.workers)
+    print(f"\nfloor: the dlib descriptor alone takes {per_image * 1000:.0f} ms per image here; {embeddings} "
+          f"embeddings per face -> {args.project} faces need {floor / 60:.1f} min of it on {args.workers} cores, "
+          f"before any degradation, restoration or report ({'under' if floor < TARGET_S else 'over'} the 5-min "
+          "target)")
     print(f"\nload average at the end {os.getloadavg()[0]:.1f} (shared machine: numbers move with other jobs)")
     return 0
 
