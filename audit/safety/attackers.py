@@ -425,10 +425,17 @@ def default_restorers(kinds: Sequence[str], thorough: bool = False, extra: Mappi
     return out
 
 
+@functools.lru_cache(maxsize=4)
 def builtin_candidates(n: int = 50, seed: int = 0) -> GalleryFaces:
-    """The first ``n`` built-in *test* faces (all in :func:`audit.safety.builtin_gallery`), as attack candidates."""
+    """The first ``n`` built-in *test* faces (all in :func:`audit.safety.builtin_gallery`), as attack candidates.
+
+    Kept per process (read-only): reading the built-in set from its compressed cache takes seconds, and every
+    face of an anonymised photo or a sweep needs the same candidates.
+    """
     faces = builtin_faces(4000, seed).subset("test")
-    return GalleryFaces(tuple(faces.ids[:n]), faces.images[:n])
+    images = np.array(faces.images[:n])
+    images.setflags(write=False)
+    return GalleryFaces(tuple(faces.ids[:n]), images)
 
 
 def attack_context(clean: np.ndarray, *, embedder: Embedder | None = None, gallery=None,
