@@ -360,6 +360,28 @@ class LearnedAttacker:
     def __init__(self, model):
         self.model = model
 
+    @property
+    def _memo(self) -> dict:
+        """Predictions for the candidate pool, kept with the model (shared by every sweep using this instance)."""
+        if not hasattr(self.model, "pool_memo"):
+            self.model.pool_memo = {}
+        return self.model.pool_memo
+
+    def _pool_predictions(self, kind: str, s: float, ctx: AttackContext) -> np.ndarray:
+        """Predicted embeddings of every candidate of the pool obscured with ``kind`` at ``s`` (kept per process:
+        the same for every face of a photo or a data set)."""
+        pool = ctx.candidate_pool
+        how = getattr(ctx.obscure, "keywords", {})
+        extra = {"pixelate_noise": how.get("noise"), "fill": how.get("fill")}.get(kind)
+        key = (kind, float(s), pool.key, extra)
+        memo = self._memo  # per model instance: another model (or retrained weights) starts empty
+        if key not in memo:
+            obscured = [ctx.obscure(img, kind, s, seed=10_000 + j) for j, img in enumerate(pool.images)]
+            if len(memo) >= 256:
+                memo.pop(next(iter(memo)))
+            memo[key] = self.model.predict(obscured, kind, [s] * len(obscured))
+        return memo[key]
+
     def _threshold(self, kind: str, s: float, ctx: AttackContext) -> float:
         key = ("learned-threshold", kind, s)
         if key not in ctx.cache:
@@ -367,8 +389,7 @@ class LearnedAttacker:
             rows = [index.get(i) for i in ctx.candidates.ids]
             if any(r is None for r in rows):
                 raise ValueError("every candidate photo of the learned attacker must be in the clean gallery")
-            obscured = [ctx.obscure(img, kind, s, seed=10_000 + j) for j, img in enumerate(ctx.candidates.images)]
-            pred = self.model.predict(obscured, kind, [s] * len(obscured))
+            pred = self._pool_predictions(kind, s, ctx)[ctx.candidate_rows]
             clean = ctx.gallery.embeddings[rows]
             d = np.linalg.norm(pred[:, None] - clean[None], axis=2)
             ctx.cache[key] = impostor_threshold(d[~np.eye(len(d), dtype=bool)], ctx.fmr)

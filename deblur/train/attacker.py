@@ -21,6 +21,7 @@ strength), ``train_seconds``, ``device``, ``params``, ``data``.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import platform
@@ -208,6 +209,12 @@ def load_attacker(name: str = "id_regressor-dlib", weights_dir: str | Path | Non
     if not path.is_file() or sha256_file(path) != entry["sha256"]:
         raise ValueError(f"weights file {path} is missing or does not match the sha256 in the manifest; retrain "
                          "with `python -m deblur.train --model id_regressor` or restore it from git")
+    return _verified_attacker(str(path.resolve()), entry["sha256"])
+
+
+@functools.lru_cache(maxsize=4)
+def _verified_attacker(path: str, sha256: str) -> EmbeddingAttacker:
+    """One instance per verified file and hash in this process (a changed file has another hash: loaded anew)."""
     return EmbeddingAttacker(path)
 
 
