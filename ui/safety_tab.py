@@ -247,7 +247,7 @@ def tab() -> None:
                 anon_kind = gr.Radio(list(ANON_KINDS), value=next(iter(ANON_KINDS)), label="Obscure faces with")
                 boxes = gr.Textbox(label="Faces the detector missed (optional): x0,y0,x1,y1 in pixels of the "
                                          "photo, one per line", lines=2, placeholder="120,40,220,160")
-                anon_run = gr.Button("Anonymise every face (about 10 s a face)", variant="primary")
+                anon_run = gr.Button("Anonymise every face", variant="primary")
                 anon_file = gr.File(label="Download (PNG, no metadata)", file_count="multiple", interactive=False)
             with gr.Column(scale=1):
                 anon_image = gr.Image(label="Anonymised photo", type="filepath", format="png", interactive=False,

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--peers", choices=["deface"], help="measure the deface anonymiser with our attackers")
     src.add_argument("--recall", action="store_true", help="measure the anonymiser's face-detector recall")
     p.add_argument("--labels", help="labels CSV for --data (folder format)")
+    p.add_argument("--identity", metavar="COLUMN",
+                   help="dataset mode: labels column saying who each photo shows; each face's attackers then hold "
+                        "the person through their other photos (not a re-captured proxy)")
     p.add_argument("--gallery", metavar="FOLDER",
                    help="with --image: photos of other people (the same kind of photo) for rank-1 re-identification; "
                         "without it the verdict uses the identity model's published threshold alone")
@@ -138,16 +141,23 @@ def _run(args, extra) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.identity and args.data == "builtin":
+        print("error: --identity needs labelled data (--data FOLDER --labels CSV with that column)", file=sys.stderr)
+        return 2
     items = face_items(args.data, n=args.n, labels=args.labels, fmt=args.format)
-    with engine:
-        ds = sweep_dataset(items, degradations=args.degradations or DEGRADATIONS, margin=args.margin,
-                           thorough=args.thorough, n_boot=args.n_boot, seed=args.seed, engine=engine,
-                           crop="whole" if args.data == "builtin" else "detect",
-                           # built-in faces are judged among built-in faces; a folder among its own faces
-                           gallery=builtin_gallery("dlib") if args.data == "builtin" else None,
-                           candidates=builtin_candidates() if args.data == "builtin" else None,
-                           progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True),
-                           extra_restorers=extra)
+    try:
+        with engine:
+            ds = sweep_dataset(items, degradations=args.degradations or DEGRADATIONS, margin=args.margin,
+                               thorough=args.thorough, n_boot=args.n_boot, seed=args.seed, engine=engine,
+                               crop="whole" if args.data == "builtin" else "detect",
+                               # built-in faces are judged among built-in faces; a folder among its own faces
+                               gallery=builtin_gallery("dlib") if args.data == "builtin" else None,
+                               candidates=builtin_candidates() if args.data == "builtin" else None,
+                               progress=lambda d, t: print(f"\r{d}/{t} faces", end="", file=sys.stderr, flush=True),
+                               extra_restorers=extra, identity=args.identity)
+    except ValueError as exc:  # a missing identity column, too few faces
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 2
     print(file=sys.stderr)
     paths = ds.write(out, args.plotlyjs)
     cols = [c for c in ds.per_face.columns if c.startswith("safe_")]

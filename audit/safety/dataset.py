@@ -77,7 +77,8 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
                   min_group_n: int = 30, progress: Callable[[int, int], None] | None = None,
                   crop: str = "detect",
                   extra_restorers: Mapping[str, Mapping[str, object]] | None = None,
-                  engine: Engine | None = None, candidates: GalleryFaces | None = None) -> DatasetSafety:
+                  engine: Engine | None = None, candidates: GalleryFaces | None = None,
+                  identity: str | None = None) -> DatasetSafety:
     """:func:`sweep_face` over many faces, then the distribution of safe strengths per group.
 
     Groups are formed exactly as the audit forms them (:func:`audit.prepare.prepare_face`: dataset labels plus
@@ -106,6 +107,11 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
         candidates: clean photos of ``gallery``'s faces for the parrot and the learned attacker
             (:func:`audit.safety.builtin_candidates` for the built-in gallery). The data set's own crops are
             always added: every face's attackers hold the other faces of the data set.
+        identity: labels column saying who each photo shows. A face's attackers then hold the person through
+            their *other* photos (the gallery and the parrot's candidates lose every photo of the person but
+            those, under the face's id), the threshold is calibrated on pairs of different people only, and the
+            column is not a group. A person with one photo falls back to the re-captured proxy (the
+            ``second_view`` column of the rows says which). Needs the data set's own faces as the gallery.
     """
     start = time.perf_counter()
     grid = resolve_grid(degradations, strengths)
@@ -116,15 +122,26 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
     if extra_restorers and not isinstance(engine, SequentialEngine):
         raise ValueError("external restorers run in this process: use --engine local --workers 1 with --external")
     items = [(image_id, img, dict(labels)) for image_id, img, labels in faces]
+    who: dict[str, str] = {}
+    if identity:
+        if gallery is not None:
+            raise ValueError("identity: the gallery is the data set's own faces (pass no gallery)")
+        lacking = [image_id for image_id, _, labels in items if not str(labels.get(identity, "")).strip()]
+        if lacking:
+            raise ValueError(f"identity column {identity!r} is missing or empty for {len(lacking)} face(s), e.g. "
+                             f"{lacking[0]}; every face needs it (--labels CSV)")
+        who = {image_id: str(labels.pop(identity)) for image_id, _, labels in items}
     order = {image_id: k for k, (image_id, _, _) in enumerate(items)}
     step = AuditStep(embedder.key, None, (), tuple(predict), crop)
     cleans = sorted(engine.clean(step, items), key=lambda c: order[c.image_id])
-    label_cols = sorted({c for _, _, labels in faces for c in labels})
+    label_cols = sorted({c for _, _, labels in faces for c in labels} - {identity})
     group_columns = {**{c: "label" for c in label_cols}, **{c: "prediction" for c in predict}}
     with_face = [c for c in cleans if c.embedding is not None]
     if gallery is None:  # the data set's own faces: a gallery of the same kind as every query
         base = Gallery.build([c.image_id for c in with_face], [c.embedding for c in with_face], seed=seed,
-                             embedder_key=embedder.key) if len(with_face) >= 2 else None
+                             embedder_key=embedder.key,
+                             identities=[who[c.image_id] for c in with_face] if identity else None
+                             ) if len(with_face) >= 2 else None
     else:
         base = gallery
         extra = [c for c in with_face if c.image_id not in base.ids]
@@ -137,7 +154,7 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
     cands = GalleryFaces.of([*(known.ids if known else ()), *(c.image_id for c in own_crops)],
                             [*(known.images if known else ()), *(c.image for c in own_crops)])
     task = SweepFaces(embedder.key, base, {k: tuple(v) for k, v in grid.items()}, margin, thorough, seed,
-                      extra_restorers, cands)
+                      extra_restorers, cands, {c.image_id: who[c.image_id] for c in with_face} if identity else None)
     done: dict[str, tuple[dict, pd.DataFrame]] = {}
     by_id = {c.image_id: c for c in with_face}
     for image_id, recommendations, seconds, table in engine.map(task, with_face, batch_size=1):
@@ -166,7 +183,10 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
                 "excluded_restorers": [] if thorough else list(SLOW_RESTORERS), "n_faces": len(cleans),
                 "n_no_face_clean": len(cleans) - len(with_face), "seconds": time.perf_counter() - start,
                 "n_boot": n_boot, "seed": seed, "noise": NOISE_SIGMA,
-                "attackers": list(rows["attacker"].unique()) if len(rows) else []}
+                "attackers": list(rows["attacker"].unique()) if len(rows) else [],
+                "identity": identity,
+                "second_view": (rows.groupby("second_view")["image_id"].nunique().to_dict()
+                                if len(rows) and "second_view" in rows else {})}
     return DatasetSafety(per_face_df, rows, groups, group_columns, settings)
 
 
@@ -183,6 +203,25 @@ class SweepFaces:
     seed: int
     extra_restorers: Mapping[str, Mapping[str, object]] | None = None  # this process only (not picklable)
     candidates: GalleryFaces | None = None
+    identities: Mapping[str, str] | None = None  # image id -> person (an identity column)
+
+    def for_face(self, image_id: str) -> tuple[Gallery, list[np.ndarray]]:
+        """The gallery of one face's attackers and the person's other photos (references).
+
+        With identities, every other photo of the person leaves the gallery (and so the candidates) and becomes
+        a reference, added back under ``image_id``: rank-1 then means "nearest is this person", and the parrot
+        never holds the person as a stranger.
+        """
+        if not self.identities or self.gallery is None:
+            return self.gallery, []
+        person = self.identities[image_id]
+        same = {i for i, p in self.identities.items() if p == person and i != image_id}
+        keep = [k for k, i in enumerate(self.gallery.ids) if i not in same]
+        gallery = Gallery([self.gallery.ids[k] for k in keep], self.gallery.embeddings[keep], self.gallery.centre,
+                          self.gallery.threshold)
+        pool = self.candidates
+        refs = [pool.images[k] for k, i in enumerate(pool.ids) if i in same] if pool is not None else []
+        return gallery, refs
 
     @property
     def key(self) -> tuple:
@@ -194,8 +233,10 @@ class SweepFaces:
     def run(self, embedder: Embedder, batch: list) -> list:
         out = []
         for c in batch:
+            gallery, references = self.for_face(c.image_id)
             with single_thread():  # the same results in every engine
-                res = sweep_face(c.image, gallery=self.gallery, embedder=embedder, degradations=list(self.grid),
+                res = sweep_face(c.image, gallery=gallery, embedder=embedder, degradations=list(self.grid),
+                                 references=references,
                                  strengths=self.grid, margin=self.margin, own_id=c.image_id,
                                  thorough=self.thorough, seed=self.seed, require_face=False,
                                  extra_restorers=self.extra_restorers, candidates=self.candidates)

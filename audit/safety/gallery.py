@@ -11,6 +11,7 @@ import numpy as np
 from audit.data import face_items
 from audit.engine import Gallery, to_crop
 from deblur.data import builtin_faces, cache_dir, writable_cache_dir
+from deblur.degrade import to_uint8
 from deblur.embed import Embedder, get_embedder
 
 __all__ = ["DUPLICATE_DISTANCE", "GalleryFaces", "builtin_gallery", "gallery_from_faces", "gallery_from_folder",
@@ -37,10 +38,9 @@ class GalleryFaces:
 
     @classmethod
     def of(cls, ids, images) -> GalleryFaces:
-        """Candidates from parallel sequences of ids and 128-px crops."""
+        """Candidates from parallel sequences of ids and 128-px crops (float in [0, 1] or uint8)."""
         ids = tuple(str(i) for i in ids)
-        return cls(ids, np.stack([np.asarray(i, np.uint8) for i in images]) if ids else
-                   np.zeros((0, 128, 128, 3), np.uint8))
+        return cls(ids, np.stack([to_uint8(i) for i in images]) if ids else np.zeros((0, 128, 128, 3), np.uint8))
 
     @functools.cached_property
     def key(self) -> str:

@@ -281,6 +281,52 @@ def test_dataset_without_a_gallery_uses_its_own_faces(small_faces, embedder):
     assert "published" in ds.settings["threshold_source"]  # 3 impostor pairs: too few to calibrate FMR 1%
 
 
+def test_dataset_identity_column_puts_the_persons_other_photo_in_the_gallery(small_faces, embedder, tmp_path):
+    """With an identity column each face is attacked through the person's *other* photo: it leaves the gallery
+    and the candidates as a stranger and comes back as the reference (second_view 'other_photo')."""
+    from audit.safety.__main__ import main as safety_main
+    from audit.safety.dataset import SweepFaces
+
+    rng = np.random.default_rng(5)
+    faces = []
+    for k in range(6):  # six people, two photos each: the face and a re-captured photo of it
+        clean = small_faces.image(k)
+        twin = degrade.quantize(degrade.recapture(clean, rng))
+        faces += [(f"p{k}-a", clean, {"person": f"p{k}", "g": "ab"[k % 2]}),
+                  (f"p{k}-b", twin, {"person": f"p{k}", "g": "ab"[k % 2]})]
+    ds = safety.sweep_dataset(faces, embedder=embedder, degradations=["pixelate"], strengths={"pixelate": (8,)},
+                              n_boot=10, crop="whole", identity="person")
+    assert set(ds.rows["second_view"]) == {"other_photo"}
+    assert ds.settings["identity"] == "person" and "person" not in ds.group_columns and "g" in ds.group_columns
+    assert ds.rows["image_id"].nunique() == 12 and (ds.rows["status"] == "ok").all()
+    # what one face's attackers hold: its twin only as the reference, never as a stranger
+    ids = [f[0] for f in faces]
+    task = SweepFaces("dlib", safety.gallery_from_faces(_FaceList(faces), embedder), {"pixelate": (8,)}, 0.0,
+                      False, 0, None, safety.GalleryFaces.of(ids, [f[1] for f in faces]),
+                      {f[0]: f[2]["person"] for f in faces})
+    gallery, refs = task.for_face("p3-a")
+    assert "p3-b" not in gallery.ids and "p3-a" in gallery.ids and len(gallery.ids) == 11
+    assert len(refs) == 1 and np.array_equal(refs[0], degrade.to_uint8(faces[7][1]))  # the photo, not a blank
+    with pytest.raises(ValueError, match="identity column 'nobody'"):
+        safety.sweep_dataset(faces, embedder=embedder, degradations=["pixelate"], strengths={"pixelate": (8,)},
+                             crop="whole", identity="nobody")
+    assert safety_main(["--data", "builtin", "--identity", "person", "--out", str(tmp_path)]) == 2
+
+
+class _FaceList:
+    """The minimal FaceSet interface gallery_from_faces reads, over (id, image, labels) triples."""
+
+    def __init__(self, faces):
+        self.ids = [f[0] for f in faces]
+        self._images = [f[1] for f in faces]
+
+    def __len__(self):
+        return len(self.ids)
+
+    def image(self, i):
+        return self._images[i]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The app endpoint, served for real
 
