@@ -119,7 +119,7 @@ def sweep_dataset(faces: Sequence[tuple[str, np.ndarray, Mapping[str, str]]], *,
     predict = PREDICTED_ATTRIBUTES if predict is None else tuple(predict)
     own = engine is None
     engine = engine or SequentialEngine()
-    if extra_restorers and not isinstance(engine, SequentialEngine):
+    if any(extra_restorers.values() if extra_restorers else ()) and not isinstance(engine, SequentialEngine):
         raise ValueError("external restorers run in this process: use --engine local --workers 1 with --external")
     items = [(image_id, img, dict(labels)) for image_id, img, labels in faces]
     who: dict[str, str] = {}

@@ -213,3 +213,17 @@ def test_safety_dataset_mode_same_with_a_process_pool(small_faces):
     pd.testing.assert_frame_equal(par.groups, seq.groups, check_exact=True)
     parrot = seq.rows[seq.rows["attacker"] == "parrot"]
     assert len(parrot) and (parrot["status"] == "ok").all()  # a non-built-in gallery's photos are the candidates
+
+
+def test_safety_cli_dataset_mode_runs_with_the_default_process_pool(tmp_path, capsys):
+    """`python -m audit.safety --data builtin` with the default engine (a pool over every core) and no
+    --external: it once refused to start ("external restorers run in this process") because the empty
+    per-kind table of external restorers counted as some."""
+    from audit.safety.__main__ import main as safety_main
+
+    out = tmp_path / "safety"
+    code = safety_main(["--data", "builtin", "--n", "2", "--degradations", "pixelate", "--strengths", "pixelate=8",
+                        "--n-boot", "10", "--workers", "2", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    rows = pd.read_csv(out / "safety_rows.csv")
+    assert set(rows["attacker"]) >= {"restore", "parrot"} and rows["image_id"].nunique() == 2
