@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -49,14 +50,22 @@ def app_server(tmp_path_factory):
     Yields ``(url, demo)``. Server, browser and safety tests share it; a test that needs a handler pointed
     elsewhere monkeypatches the handler module (the server runs in this process).
     """
+    with launched_app(tmp_path_factory.mktemp("gradio"), show_error=True) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def launched_app(gradio_tmp, show_error: bool):
+    """The full app launched in this process (so monkeypatching reaches its handlers) on a free port, with its
+    own ``GRADIO_TEMP_DIR``; yields ``(url, demo)`` and closes it after."""
     old = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
+    os.environ["GRADIO_TEMP_DIR"] = str(gradio_tmp)
     import app
 
     demo = app.build_app()
     port = free_port()
     demo.queue(default_concurrency_limit=app.CONCURRENCY_LIMIT).launch(
-        prevent_thread_lock=True, server_port=port, quiet=True, show_error=True, **app.LAUNCH_OPTIONS)
+        prevent_thread_lock=True, server_port=port, quiet=True, show_error=show_error, **app.LAUNCH_OPTIONS)
     try:
         yield f"http://127.0.0.1:{port}/", demo
     finally:

@@ -209,11 +209,15 @@ def tab() -> None:
     """Lay out the 'Is this blur safe?' tab and wire its events (inside a ``gr.Blocks``)."""
     with gr.Tab("Is this blur safe?", id="safety"):
         gr.Markdown(
-            "How strong must blurring or pixelation be before **none of our restorers** can bring the identity "
-            "back? Each degradation is swept over a range of strengths; every restorer (deconvolution *told the "
-            "true kernel*, our learned models, and no restoration) tries to undo it, and a face matcher (dlib) "
-            "checks whether the result is still this person. The answer is a lower bound on the risk (see the "
-            "note under the result).")
+            "How strong must blurring or pixelation be before **none of our attackers** can bring the identity "
+            "back? Each degradation is swept over a range of strengths and four attackers try every one: "
+            "*restore-then-match* (deconvolution *told the true kernel*, our learned models, no restoration), the "
+            "*parrot* (matches the obscured face against faces obscured the same way), *unknown kernel* (guesses "
+            "the kernel first) and a *learned* attacker (a network trained on obscured faces). A face matcher "
+            "(dlib) decides whether each result is still this person. An uploaded photo is judged by dlib's "
+            "published threshold alone: the parrot and the learned attacker need a gallery of faces like yours "
+            "(`python -m audit.safety --image photo.jpg --gallery FOLDER`). The answer is a lower bound on the "
+            "risk (see the note under the result).")
         with gr.Row():
             with gr.Column(scale=1):
                 photo = uploads.photo_input(label="Photo", sources=["upload", "clipboard"], height=240)

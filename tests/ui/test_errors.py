@@ -17,10 +17,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import launched_app
 from gradio_client import Client, handle_file
 from PIL import Image
-
-from bench.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -32,22 +31,8 @@ def served(tmp_path_factory):
     """The app launched as ``python app.py`` launches it: without ``show_error``, so an exception that is not a
     ``gr.Error`` reaches the client as Gradio's generic message, as it reaches users. Same process (monkeypatch
     works), own ``GRADIO_TEMP_DIR``."""
-    old = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio-errors"))
-    import app
-
-    demo = app.build_app()
-    port = free_port()
-    demo.queue(default_concurrency_limit=app.CONCURRENCY_LIMIT).launch(
-        prevent_thread_lock=True, server_port=port, quiet=True, **app.LAUNCH_OPTIONS)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-        if old is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = old
+    with launched_app(tmp_path_factory.mktemp("gradio-errors"), show_error=False) as (url, _):
+        yield url
 
 
 @pytest.fixture
