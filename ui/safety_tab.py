@@ -87,10 +87,10 @@ def reading(result: safety.SweepResult, which_face: str = "") -> str:
                  f"+ margin {result.margin:.2f}. {result.settings.get('gallery', '').capitalize()}. "
                  f"Sweep: {result.seconds:.1f} s, {result.n_embeddings} embeddings.")
     if safe:
-        lines.append("Safe against *our* restorers: " + "; ".join(safe) + " (pixels of the 128-px face crop).")
+        lines.append("Safe against *our* attackers: " + "; ".join(safe) + " (pixels of the 128-px face crop).")
     if unsafe:
-        lines.append("**No tested strength is safe for: " + ", ".join(unsafe) + ".** A restorer told the kernel "
-                     "brings the identity back across the whole range.")
+        lines.append("**No tested strength is safe for: " + ", ".join(unsafe) + ".** An attacker brings the "
+                     "identity back across the whole range (the table names the closest one).")
     if result.excluded:
         lines.append(f"Left out for speed: {', '.join(result.excluded)} (run `python -m audit.safety --thorough`).")
     lines.append(safety.LOWER_BOUND_NOTE)
@@ -226,7 +226,7 @@ def tab() -> None:
                 margin = gr.Slider(0.0, 0.3, value=0.0, step=0.05,
                                    label="Safety margin added to the match threshold (L2 distance)")
                 face = gr.Number(1, precision=0, minimum=1, label="Face # (group photos: 1 = the largest)")
-                run = gr.Button("Run the sweep (about 10 s)", variant="primary")
+                run = gr.Button("Run the sweep (about 30 s)", variant="primary")
                 summary = gr.Markdown()
         table = gr.Dataframe(headers=TABLE_COLUMNS, max_height=1200, interactive=False, wrap=True,
                              label="Recommended strength per degradation (pixels of the 128-px face crop)",

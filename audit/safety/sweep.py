@@ -35,10 +35,11 @@ TABLE_COLUMNS = ["degradation", "strength", "attacker", "restorer", "label", "fa
                  "second_view"]
 STRENGTH_LABELS = {"fill": "fill (no strength)", "pixelate_noise": "block size (px), noise σ per block"}
 LOWER_BOUND_NOTE = (
-    "This is a **lower bound on risk**, not a guarantee. It only tries *our* restorers (classical "
-    "deconvolution told the true kernel, our small learned models) and judges identity with *one* embedder "
-    "(dlib). Stronger restorers exist — GFPGAN, CodeFormer, PULSE-style generative search over a face "
-    "prior — and a real attacker may have a better face matcher and a gallery that contains the person. "
+    "This is a **lower bound on risk**, not a guarantee. It only tries *our* attackers (our restorers and "
+    "classical deconvolution told the true kernel, the parrot, a blind kernel guess, a small network trained "
+    "for minutes on a CPU) and judges identity with *one* embedder (dlib). Stronger restorers exist — GFPGAN, "
+    "CodeFormer, PULSE-style generative search over a face prior — and a real attacker may have a better face "
+    "matcher, a recogniser trained on millions of obscured faces and a gallery that contains the person. "
     "**\u201cSafe here\u201d does not mean safe.** Only non-invertible obscuring (solid fill, or "
     "pixelation plus strong noise) removes the information rather than hiding it."
 )
