@@ -272,7 +272,7 @@ def sweep_face(clean_crop: np.ndarray, *, gallery: Gallery | None = None, embedd
         attackers: the attackers (default :func:`default_attackers`: all four).
         references: other photos of the person (clean crops); without them a re-captured view stands in.
         candidates: candidates' clean photos for the parrot and the learned attacker's calibration, a
-            :class:`audit.safety.GalleryFaces` (default :func:`audit.safety.attackers.builtin_candidates`; only
+            :class:`audit.safety.GalleryFaces` (default :func:`audit.safety.context.builtin_candidates`; only
             those whose ids are in ``gallery`` are used). Too few to calibrate the false-match rate: those two
             attackers' rows say "not run" and why.
         margin: distance margin above the threshold (>= 0).
