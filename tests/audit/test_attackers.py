@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from audit.safety import gallery_from_faces
@@ -188,3 +189,28 @@ def test_parrot_identical_obscured_faces_identify_nobody(face, small):
     probe[:3] = face[:3]  # the feathered edge of a pasted fill keeps a little of the photo
     row = ParrotAttacker(disk_cache=False).attack("fill", [1.0], [probe], ctx)[0]
     assert row["threshold"] == -np.inf and not row["rank1"], row
+
+
+def test_cli_gallery_folder_gives_the_parrot_its_photos(small_faces, tmp_path, capsys):
+    """`--image photo --gallery FOLDER`: the folder's faces are the clean gallery *and* the parrot's candidates
+    (their crops, not blanks), so the parrot runs against people like the query."""
+    from PIL import Image
+
+    from audit.safety.__main__ import main as safety_main
+
+    folder = tmp_path / "others"
+    folder.mkdir()
+    for k in range(16):  # other people's photos: a face on a grey canvas, as a photo would frame it
+        canvas = np.full((256, 256, 3), 120, np.uint8)
+        canvas[64:192, 64:192] = (small_faces.image(20 + k) * 255).round().astype(np.uint8)
+        Image.fromarray(canvas).save(folder / f"person{k}.png")
+    out = tmp_path / "sweep"
+    code = safety_main(["--image", "examples/generated-1.png", "--gallery", str(folder), "--degradations",
+                        "pixelate", "--strengths", "pixelate=8", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err[-2000:]
+    assert "gallery of 16 faces" in printed.out
+    rows = pd.read_csv(out / "safety_sweep.csv")
+    parrot = rows[rows["attacker"] == "parrot"]
+    assert len(parrot) == 1 and parrot["status"].iloc[0] == "ok", parrot["status"].tolist()
+    assert np.isfinite(parrot["threshold"].iloc[0])  # calibrated on the folder's obscured faces
