@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     models = best_restorers()
     print(f"audit of {args.n} built-in faces; models {models} + none; {KINDS}; batch {args.batch_size}; "
           f"{os.cpu_count()} cores; load average at start {os.getloadavg()[0]:.1f}")
+    per_image = embedding_floor(64, args.batch_size)  # first, on a quiet machine (Ray's teardown outlives its row)
     rows = [run("sequential, batch 1", SequentialEngine(), models, args.n, 1, args.boot)]
     for name in args.engines:
         engine = {"sequential": SequentialEngine, "local": lambda: LocalPool(args.workers),
@@ -128,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "under 5 min" if projected < TARGET_S else "over 5 min"
         print(f"{r['engine']:<22} {r['faces']:>5} {r['wall']:>7.1f} {r['fps']:>8.2f} {r['marginal_fps']:>17.2f} "
               f"{r['marginal_fps'] / base['marginal_fps']:>5.2f}x {projected / 60:>8.1f} min  ({verdict})")
-    per_image = embedding_floor(64, args.batch_size)
     embeddings = 1 + 2 * len(KINDS)  # clean, and per degradation the degraded and the restored face ('none' reuses)
     floor = args.project * embeddings * per_image / max(1, args.workers)
     print(f"\nfloor: the dlib descriptor alone takes {per_image * 1000:.0f} ms per image here; {embeddings} "
