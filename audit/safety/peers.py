@@ -21,6 +21,7 @@ import functools
 import hashlib
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,7 +65,9 @@ def run_deface(images: Sequence[np.ndarray], args: Sequence[str], deface: str = 
             path of a deface in another virtual environment).
         RuntimeError: when deface fails (its stderr is included).
     """
-    exe = shutil.which(deface) or (deface if Path(deface).is_file() else None)
+    # pip puts deface's console script beside this interpreter, which may not be on the PATH (a venv not activated)
+    exe = (shutil.which(deface) or shutil.which(deface, path=str(Path(sys.executable).parent))
+           or (deface if Path(deface).is_file() else None))
     if exe is None:
         raise FileNotFoundError(f"the deface command {deface!r} was not found: pip install deface==1.5.0 or pass "
                                 "--deface /path/to/venv/bin/deface")
