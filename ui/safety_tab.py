@@ -139,15 +139,11 @@ def parse_boxes(text: str | None) -> list[tuple[float, float, float, float]]:
 
 
 def _report_table(result: safety.AnonymiseResult) -> pd.DataFrame:
-    """The tab's per-face table (:meth:`audit.safety.AnonymiseResult.report` in words)."""
+    """The tab's per-face table: :meth:`audit.safety.AnonymiseResult.report` in words."""
     rows = []
-    for f in result.faces:
-        closest = ""
-        if f.rows is not None and len(f.rows):
-            ok = f.rows[f.rows["status"] == "ok"]
-            if len(ok):
-                c = ok.loc[(ok["distance"] - ok["threshold"]).idxmin()]
-                closest = f"{c['attacker']}: {c['restorer']} ({c['distance']:.2f} / {c['threshold']:.2f})"
+    for f, r in zip(result.faces, result.report().to_dict(orient="records"), strict=True):
+        closest = (f"{r['closest_attacker']} ({r['closest_distance']:.2f} / {r['closest_threshold']:.2f})"
+                   if isinstance(r.get("closest_attacker"), str) else "")
         box = ", ".join(f"{v:.0f}" for v in f.box)
         rows.append({"face": f.index + 1, "found by": f.source, "box (x0, y0, x1, y1)": box,
                      "obscured with": KIND_LABELS.get(f.kind, f.kind) if f.kind != "fill" else "solid fill (black)",

@@ -152,11 +152,7 @@ class ParrotAttacker:
         return self._pool_embeddings(kind, s, ctx)[ctx.candidate_rows]
 
     def _pool_embeddings(self, kind: str, s: float, ctx: AttackContext) -> np.ndarray:
-        faces = ctx.candidate_pool
-        # Each candidate's noise (pixelate_noise) is its own draw: a shared pattern would match itself.
-        how = getattr(ctx.obscure, "keywords", {})  # only the setting this kind uses names the cache file
-        extra = {"pixelate_noise": how.get("noise"), "fill": how.get("fill")}.get(kind)
-        settings = json.dumps([ctx.embed.embedder.name, kind, s, faces.key, extra], default=str)
+        settings = json.dumps([ctx.embed.embedder.name, *ctx.pool_setting(kind, s)], default=str)
         tag = hashlib.blake2b(settings.encode(), digest_size=8).hexdigest()
         if tag in _POOL_MEMO:
             return _POOL_MEMO[tag]
@@ -164,9 +160,10 @@ class ParrotAttacker:
         if self.disk_cache and path.is_file():
             out = np.load(path, allow_pickle=False)
         else:
-            out = np.full((len(faces.ids), ctx.embed.embedder.dim), np.nan)
-            for j, img in enumerate(faces.images):
-                e = ctx.embed.embedder.embed(ctx.obscure(img, kind, s, seed=10_000 + j))
+            obscured = ctx.obscured_pool(kind, s)
+            out = np.full((len(obscured), ctx.embed.embedder.dim), np.nan)
+            for j, img in enumerate(obscured):
+                e = ctx.embed.embedder.embed(img)
                 if e is not None:
                     out[j] = e
             if self.disk_cache:
@@ -267,13 +264,10 @@ class LearnedAttacker:
     def _pool_predictions(self, kind: str, s: float, ctx: AttackContext) -> np.ndarray:
         """Predicted embeddings of every candidate of the pool obscured with ``kind`` at ``s`` (kept per process:
         the same for every face of a photo or a data set)."""
-        pool = ctx.candidate_pool
-        how = getattr(ctx.obscure, "keywords", {})
-        extra = {"pixelate_noise": how.get("noise"), "fill": how.get("fill")}.get(kind)
-        key = (kind, float(s), pool.key, extra)
+        key = ctx.pool_setting(kind, s)
         memo = self._memo  # per model instance: another model (or retrained weights) starts empty
         if key not in memo:
-            obscured = [ctx.obscure(img, kind, s, seed=10_000 + j) for j, img in enumerate(pool.images)]
+            obscured = ctx.obscured_pool(kind, s)
             if len(memo) >= 256:
                 memo.pop(next(iter(memo)))
             memo[key] = self.model.predict(obscured, kind, [s] * len(obscured))

@@ -78,6 +78,18 @@ class AttackContext:
         serves every face of a data set, so work on it (the parrot's obscured embeddings) is done once."""
         return self.candidate_source() if callable(self.candidate_source) else self.candidate_source
 
+    def pool_setting(self, kind: str, strength: float) -> tuple:
+        """What the candidate pool obscured with ``kind`` at ``strength`` depends on: the kind, the strength, the
+        pool, and the one obscuring setting this kind uses (noise sigma, fill colour). Keys the attackers' caches."""
+        how = getattr(self.obscure, "keywords", {})
+        extra = {"pixelate_noise": how.get("noise"), "fill": how.get("fill")}.get(kind)
+        return kind, float(strength), self.candidate_pool.key, extra
+
+    def obscured_pool(self, kind: str, strength: float) -> list[np.ndarray]:
+        """Every candidate of the pool obscured with ``kind`` at ``strength``; each its own noise draw (a shared
+        pattern would match itself), the same for every face of a sweep or data set."""
+        return [self.obscure(img, kind, strength, seed=10_000 + j) for j, img in enumerate(self.candidate_pool.images)]
+
     @functools.cached_property
     def candidate_rows(self) -> np.ndarray:
         """Rows of :attr:`candidate_pool` whose ids are in the gallery, the person excluded."""
